@@ -1,0 +1,119 @@
+// Domain value types shared by every module. Pure data, no I/O.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace opensense {
+
+using OrgId = std::int64_t;
+using SiteId = std::int64_t;
+using DeviceId = std::int64_t;
+// Milliseconds since the Unix epoch, UTC.
+using TimestampMs = std::int64_t;
+
+inline constexpr TimestampMs kMsPerSecond = 1000;
+inline constexpr TimestampMs kMsPerMinute = 60 * kMsPerSecond;
+inline constexpr TimestampMs kMsPerHour = 60 * kMsPerMinute;
+inline constexpr TimestampMs kMsPerDay = 24 * kMsPerHour;
+
+enum class Tier { kFree, kTeam, kEnterprise };
+std::string_view TierName(Tier tier);
+Result<Tier> ParseTier(std::string_view name);
+
+struct Organization {
+  OrgId id = 0;
+  std::string name;
+  std::string time_zone = "UTC";  // IANA name; 1-day rollups follow its calendar days
+  Tier tier = Tier::kFree;
+  TimestampMs created_at = 0;
+};
+
+struct Site {
+  SiteId id = 0;
+  OrgId org_id = 0;
+  std::string name;
+};
+
+struct Device {
+  DeviceId id = 0;
+  OrgId org_id = 0;
+  std::optional<SiteId> site_id;
+  std::string name;
+  std::optional<std::string> serial;  // unique within the organisation (MAC, manufacturer id)
+  bool decommissioned = false;        // no new readings; history stays for its retention
+  TimestampMs created_at = 0;
+};
+
+// One measurement as it arrives. `unit` empty means "the metric's default unit".
+struct Reading {
+  DeviceId device = 0;
+  std::string metric;
+  std::string unit;
+  TimestampMs ts = 0;
+  double value = 0;
+};
+
+enum class RejectReason {
+  kNotFinite,             // NaN or infinity
+  kInFuture,              // more than 5 minutes ahead of the server clock
+  kOlderThanRetention,    // before the organisation's raw-reading retention
+  kUnknownDevice,         // no such device in the organisation
+  kDeviceDecommissioned,  // the device was deleted; its history stays, new readings do not
+  kBadMetricName,         // not 1-64 characters of a-z 0-9 _ . -
+  kUnknownUnit,           // not a SenML unit we know
+  kUnitMismatch,          // the series already has another unit
+};
+std::string_view RejectReasonName(RejectReason reason);
+
+struct Rejection {
+  std::size_t index = 0;  // position of the record in the submitted batch
+  RejectReason reason = RejectReason::kNotFinite;
+  std::string message;    // human-readable detail
+};
+
+// The fate of every record of one submitted batch: accepted + duplicates + rejected.size() == size.
+struct IngestResult {
+  std::size_t accepted = 0;
+  std::size_t duplicates = 0;  // already stored: a retry is harmless
+  std::vector<Rejection> rejected;
+};
+
+enum class Resolution { kRaw, k5m, k1h, k1d, kAuto };
+std::string_view ResolutionName(Resolution r);
+Result<Resolution> ParseResolution(std::string_view name);
+
+// One point of a series answer. Raw points have min == max == v and count == 1;
+// rollup points carry the mean as v.
+struct SeriesPoint {
+  TimestampMs t = 0;
+  double v = 0;
+  double min = 0;
+  double max = 0;
+  std::int64_t count = 0;
+};
+
+struct SeriesQuery {
+  OrgId org = 0;
+  DeviceId device = 0;
+  std::string metric;
+  TimestampMs from = 0;  // inclusive
+  TimestampMs to = 0;    // exclusive
+  Resolution resolution = Resolution::kAuto;
+};
+
+struct SeriesResult {
+  DeviceId device = 0;
+  std::string metric;
+  std::string unit;
+  Resolution resolution = Resolution::kRaw;  // the level actually used
+  std::vector<SeriesPoint> points;
+};
+
+}  // namespace opensense

@@ -1,0 +1,136 @@
+// The Store: where organisations, devices and readings live. Backend-neutral: nothing
+// SQLite- or PostgreSQL-specific crosses this header, and every backend passes the same
+// conformance suite (tests/store_conformance_test.cpp).
+//
+// Threads: every method may be called from any thread. Writes of readings go through one
+// writer per store (a queue; group commit); `Ingest` returns a future that completes only after
+// the batch is durable. Metadata calls and queries use their own connections.
+#pragma once
+
+#include <cstddef>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/retention.hpp"
+#include "core/types.hpp"
+
+namespace opensense::store {
+
+enum class Synchronous { kFull, kNormal };
+
+struct StoreOptions {
+  // sqlite:///absolute/path/opensense.db or sqlite://relative/path.db (postgres:// later).
+  std::string url;
+  // Durability of each commit. kFull survives power loss; kNormal survives a process crash.
+  Synchronous synchronous = Synchronous::kFull;
+  // Start the single writer (ingest, rollups, retention, compaction). A process that only
+  // reads or edits organisations and devices opens the store with writer = false, so it can
+  // run beside `opensense serve`.
+  bool writer = true;
+  // Apply pending schema migrations on open. A schema newer than this binary always refuses.
+  bool migrate = true;
+  // Time source (not owned). nullptr means the system clock.
+  const Clock* clock = nullptr;
+  // Back-pressure: Ingest fails with kResourceExhausted when this many readings are queued.
+  std::size_t max_queued_readings = 4'000'000;
+  // Recent readings are logged append-only and kept in memory (the head); they are compacted
+  // into per-series chunks once the head holds this many readings or is this old.
+  std::size_t head_flush_readings = 256 * 1024;
+  TimestampMs head_flush_age_ms = 10 * kMsPerMinute;
+  // How long a metadata write waits for the database lock.
+  int busy_timeout_ms = 5000;
+};
+
+struct NewOrganization {
+  std::string name;
+  std::string time_zone = "UTC";
+  Tier tier = Tier::kFree;
+};
+
+struct NewDevice {
+  OrgId org = 0;
+  std::string name;
+  std::optional<SiteId> site;
+  std::optional<std::string> serial;
+};
+
+// What the retention job deleted (or would delete, in a dry run) for one data class.
+struct RetentionClassReport {
+  DataClass data_class = DataClass::kRawReadings;
+  std::int64_t rows = 0;  // readings for raw data, buckets for rollups, rows otherwise
+};
+struct RetentionReport {
+  bool dry_run = false;
+  std::vector<RetentionClassReport> classes;  // one entry per data class
+};
+
+struct StoreStats {
+  std::int64_t head_readings = 0;   // acknowledged, logged, not yet compacted into chunks
+  std::int64_t chunk_readings = 0;  // readings in compacted chunks
+  std::int64_t chunks = 0;
+  std::int64_t series = 0;
+  std::int64_t file_bytes = 0;      // database size on disk (after checkpoint)
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual int SchemaVersion() const = 0;
+
+  // Organisations.
+  virtual Result<Organization> CreateOrganization(const NewOrganization& org) = 0;
+  virtual Result<Organization> GetOrganization(OrgId id) = 0;
+  virtual Result<std::vector<Organization>> ListOrganizations() = 0;
+  // Changes the zone that 1-day rollups follow and rebuilds them from 5-minute rollups.
+  virtual Status SetOrganizationTimeZone(OrgId id, std::string_view time_zone) = 0;
+  virtual Status SetOrganizationTier(OrgId id, Tier tier) = 0;
+  virtual Result<RetentionPolicy> GetRetentionPolicy(OrgId id) = 0;
+  // Validated against the tier and the minimums (ValidateRetentionOverride).
+  virtual Status SetRetention(OrgId id, DataClass data_class, RetentionPeriod period) = 0;
+
+  // Sites and devices. Every call is scoped to `org`: another organisation's rows are NotFound.
+  virtual Result<Site> CreateSite(OrgId org, std::string_view name) = 0;
+  virtual Result<std::vector<Site>> ListSites(OrgId org) = 0;
+  virtual Result<Device> CreateDevice(const NewDevice& device) = 0;
+  virtual Result<Device> GetDevice(OrgId org, DeviceId id) = 0;
+  virtual Result<Device> FindDeviceBySerial(OrgId org, std::string_view serial) = 0;
+  virtual Result<std::vector<Device>> ListDevices(OrgId org) = 0;
+  // New readings are refused; history stays for its retention.
+  virtual Status DecommissionDevice(OrgId org, DeviceId id) = 0;
+
+  // Queues readings of one organisation for the writer. The future completes after the
+  // commit with the fate of every record, or with an error if nothing was stored
+  // (kResourceExhausted when the queue is full, kUnavailable when the store is closing).
+  virtual std::future<Result<IngestResult>> Ingest(OrgId org, std::vector<Reading> readings) = 0;
+
+  // Points of one series in [from, to); rollup levels never scan raw readings.
+  virtual Result<SeriesResult> QuerySeries(const SeriesQuery& query) = 0;
+
+  // Recomputes the rollups of one device over [from, to) from the finer level (5m from raw,
+  // 1h and 1d from 5m). Buckets that straddle the range are recomputed whole.
+  virtual Status RebuildRollups(OrgId org, DeviceId device, TimestampMs from, TimestampMs to) = 0;
+
+  // Deletes data older than each organisation's retention, in small chunks.
+  virtual Result<RetentionReport> RunRetention(bool dry_run) = 0;
+
+  // Compacts the head into chunks and checkpoints, so the file holds everything compactly.
+  virtual Status Compact() = 0;
+  virtual Result<StoreStats> Stats() = 0;
+
+  // Completes every queued batch, stops the writer and closes connections. Idempotent.
+  virtual void Close() = 0;
+};
+
+// Opens (and migrates) the store named by options.url.
+Result<std::unique_ptr<Store>> OpenStore(const StoreOptions& options);
+
+// The highest schema version this binary knows.
+int LatestSchemaVersion();
+
+}  // namespace opensense::store
