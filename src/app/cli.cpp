@@ -1,0 +1,507 @@
+// The composition root: parses the command line, loads the configuration, opens the store and
+// wires the modules together for each command.
+#include "app/cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <pthread.h>
+#include <thread>
+
+#include "app/config.hpp"
+#include "app/demo.hpp"
+#include "app/version.hpp"
+#include "core/retention.hpp"
+#include "core/time_zone.hpp"
+#include "ops/scheduler.hpp"
+#include "store/store.hpp"
+
+extern char** environ;
+
+namespace opensense::app {
+
+namespace {
+
+using nlohmann::json;
+
+// A failure that has been reported already; carries the exit status.
+struct Exit {
+  int code;
+};
+
+[[noreturn]] void Fail(const Error& e) {
+  fmt::print(stderr, "opensense: error: {}\n", e.message);
+  throw Exit{1};
+}
+[[noreturn]] void UsageError(const std::string& message) {
+  fmt::print(stderr, "opensense: {}\n", message);
+  throw Exit{2};
+}
+
+template <typename T>
+T Check(Result<T> r) {
+  if (!r) Fail(r.error());
+  if constexpr (!std::is_void_v<T>) return std::move(*r);
+}
+
+// Flags shared by every command: where the configuration and the store are.
+struct CommonFlags {
+  std::map<std::string, std::string> values;  // setting name -> flag value, when given
+  std::string config_file;
+  bool json = false;
+};
+
+void AddSettingFlags(CLI::App* cmd, CommonFlags* flags, const std::vector<std::string>& only) {
+  cmd->add_option("--config", flags->config_file, "Configuration file (default ./opensense.toml)");
+  for (const SettingInfo& s : Settings()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), s.name) == only.end()) continue;
+    std::string desc = fmt::format("{} (default: {}; env {})", s.description,
+                                   s.default_value.empty() ? "none" : s.default_value, s.env_var);
+    cmd->add_option_function<std::string>(
+           s.flag, [flags, name = s.name](const std::string& v) { flags->values[name] = v; }, desc)
+        ->type_name(s.value_name);
+  }
+}
+
+void AddJsonFlag(CLI::App* cmd, CommonFlags* flags) {
+  cmd->add_flag("--json", flags->json, "Print machine-readable JSON");
+}
+
+Config LoadConfigFor(const CommonFlags& flags) {
+  ConfigSources sources;
+  sources.env = OpensenseEnvironment(environ);
+  sources.flags = flags.values;
+  if (!flags.config_file.empty()) {
+    sources.file_path = flags.config_file;
+    sources.file_required = true;
+  } else if (auto it = sources.env.find(std::string(kConfigEnvVar)); it != sources.env.end()) {
+    sources.file_path = it->second;
+    sources.file_required = true;
+  } else {
+    sources.file_path = std::string(kDefaultConfigFile);
+    sources.file_required = false;
+  }
+  auto cfg = LoadConfig(sources);
+  if (!cfg) UsageError(cfg.error().message);
+  return *cfg;
+}
+
+void ApplyLogLevel(const Config& cfg) {
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+}
+
+store::StoreOptions StoreOptionsFor(const Config& cfg, bool writer) {
+  store::StoreOptions o;
+  o.url = cfg.StoreUrl();
+  o.synchronous = cfg.store_synchronous == "normal" ? store::Synchronous::kNormal
+                                                    : store::Synchronous::kFull;
+  o.writer = writer;
+  o.head_flush_readings = static_cast<std::size_t>(cfg.head_flush_readings);
+  o.head_flush_age_ms = static_cast<TimestampMs>(cfg.head_flush_age_seconds) * kMsPerSecond;
+  return o;
+}
+
+std::unique_ptr<store::Store> OpenFor(const Config& cfg, bool writer) {
+  return Check(store::OpenStore(StoreOptionsFor(cfg, writer)));
+}
+
+void PrintJson(const json& j) { fmt::print("{}\n", j.dump(2)); }
+
+json OrgJson(const Organization& o) {
+  return {{"id", o.id}, {"name", o.name}, {"timezone", o.time_zone}, {"tier", TierName(o.tier)},
+          {"created_at", FormatRfc3339(o.created_at)}};
+}
+
+json DeviceJson(const Device& d) {
+  json j = {{"id", d.id},     {"org", d.org_id},
+            {"name", d.name}, {"decommissioned", d.decommissioned},
+            {"created_at", FormatRfc3339(d.created_at)}};
+  j["site"] = d.site_id ? json(*d.site_id) : json(nullptr);
+  j["serial"] = d.serial ? json(*d.serial) : json(nullptr);
+  return j;
+}
+
+TimestampMs ParseTime(const std::string& flag, const std::string& text) {
+  auto t = ParseTimestamp(text);
+  if (!t) UsageError(fmt::format("{}: {}", flag, t.error().message));
+  return *t;
+}
+
+// ---- serve ----------------------------------------------------------------------------------
+
+struct ServeFlags {
+  bool demo = false;
+  std::string roles = "api,ingest,alerts,scheduler";
+};
+
+int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
+  Config cfg = LoadConfigFor(flags);
+  ApplyLogLevel(cfg);
+  bool scheduler_role = false;
+  {
+    std::string roles = serve.roles;
+    std::size_t pos = 0;
+    while (pos <= roles.size()) {
+      std::size_t comma = roles.find(',', pos);
+      std::string role = roles.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      if (role == "scheduler") scheduler_role = true;
+      else if (role != "api" && role != "ingest" && role != "alerts") {
+        UsageError(fmt::format("--roles: unknown role '{}': use api, ingest, alerts, scheduler", role));
+      }
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+  }
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  SystemClock clock;
+  auto store = OpenFor(cfg, /*writer=*/true);
+  spdlog::info("opensense {} serving store {} (schema {})", kVersion, cfg.StoreUrl(),
+               store->SchemaVersion());
+  spdlog::info("HTTP API on {} arrives with the HTTP API issue; nothing listens yet", cfg.listen);
+
+  std::unique_ptr<ops::Scheduler> scheduler;
+  if (scheduler_role) {
+    ops::SchedulerOptions so;
+    so.retention_interval_ms = static_cast<TimestampMs>(cfg.retention_interval_seconds) * kMsPerSecond;
+    scheduler = std::make_unique<ops::Scheduler>(store.get(), &clock, so);
+    scheduler->Start();
+  }
+
+  std::atomic<bool> stop{false};
+  std::thread demo_thread;
+  if (serve.demo) {
+    DemoOptions demo_options;
+    demo_options.devices = cfg.demo_devices;
+    demo_options.history_days = cfg.demo_history_days;
+    int last = -1;
+    auto demo = Check(SetUpDemo(store.get(), &clock, demo_options, [&](int percent) {
+      if (percent / 10 != last / 10) {
+        spdlog::info("demo: back-filling {} days of history: {}%", demo_options.history_days, percent);
+        last = percent;
+      }
+    }));
+    spdlog::info("demo: organisation '{}' (id {}) with {} simulated fridges{}; live readings every "
+                 "minute",
+                 kDemoOrgName, demo.org, demo.devices.size(), demo.created ? "" : " (reused)");
+    demo_thread = std::thread([&, demo, demo_options] {
+      RunDemoLive(store.get(), &clock, demo_options, demo, stop);
+    });
+  }
+  spdlog::info("ready; stop with Ctrl-C or SIGTERM");
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, stopping: finishing queued writes", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  stop = true;
+  if (demo_thread.joinable()) demo_thread.join();
+  if (scheduler) scheduler->Stop();
+  store->Close();
+  spdlog::info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"OpenSense: cold-chain monitoring for fridges, freezers and cold rooms", "opensense"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every command");
+  CommonFlags flags;
+  const std::vector<std::string> kStoreFlags = {"data_dir", "store", "store_synchronous", "log_level"};
+
+  // serve
+  ServeFlags serve;
+  auto* serve_cmd = app.add_subcommand("serve", "Run OpenSense: the store, the writer and the scheduler");
+  AddSettingFlags(serve_cmd, &flags, {});
+  serve_cmd->add_flag("--demo", serve.demo,
+                      "Create a demo organisation with simulated fridges (history + live readings)");
+  serve_cmd->add_option("--roles", serve.roles, "Roles this process runs: api,ingest,alerts,scheduler")
+      ->capture_default_str();
+
+  // migrate
+  auto* migrate_cmd = app.add_subcommand("migrate", "Apply pending schema migrations to the store");
+  AddSettingFlags(migrate_cmd, &flags, kStoreFlags);
+  AddJsonFlag(migrate_cmd, &flags);
+
+  // version
+  auto* version_cmd = app.add_subcommand("version", "Print the version");
+  AddJsonFlag(version_cmd, &flags);
+
+  // org
+  auto* org_cmd = app.add_subcommand("org", "Organisations");
+  org_cmd->require_subcommand(1);
+  store::NewOrganization new_org;
+  std::string tier_name = "free";
+  auto* org_create = org_cmd->add_subcommand("create", "Create an organisation");
+  org_create->add_option("--name", new_org.name, "Name")->required();
+  org_create->add_option("--timezone", new_org.time_zone, "IANA time zone (1-day rollups follow it)")
+      ->capture_default_str();
+  org_create->add_option("--tier", tier_name, "free, team or enterprise")->capture_default_str();
+  AddSettingFlags(org_create, &flags, kStoreFlags);
+  AddJsonFlag(org_create, &flags);
+  auto* org_list = org_cmd->add_subcommand("list", "List organisations");
+  AddSettingFlags(org_list, &flags, kStoreFlags);
+  AddJsonFlag(org_list, &flags);
+  OrgId org_id = 0;
+  std::string new_zone, new_tier;
+  auto* org_set = org_cmd->add_subcommand(
+      "set", "Change an organisation's time zone (rebuilds its 1-day rollups) or tier");
+  org_set->add_option("--org", org_id, "Organisation id")->required();
+  org_set->add_option("--timezone", new_zone, "New IANA time zone");
+  org_set->add_option("--tier", new_tier, "New tier: free, team or enterprise");
+  AddSettingFlags(org_set, &flags, kStoreFlags);
+
+  // site
+  auto* site_cmd = app.add_subcommand("site", "Sites (a kitchen, a store room, a pharmacy)");
+  site_cmd->require_subcommand(1);
+  std::string site_name;
+  auto* site_create = site_cmd->add_subcommand("create", "Create a site");
+  site_create->add_option("--org", org_id, "Organisation id")->required();
+  site_create->add_option("--name", site_name, "Name")->required();
+  AddSettingFlags(site_create, &flags, kStoreFlags);
+  AddJsonFlag(site_create, &flags);
+
+  // device
+  auto* device_cmd = app.add_subcommand("device", "Devices (sensors)");
+  device_cmd->require_subcommand(1);
+  store::NewDevice new_device;
+  SiteId site_id = 0;
+  std::string serial;
+  auto* device_create = device_cmd->add_subcommand("create", "Register a device");
+  device_create->add_option("--org", new_device.org, "Organisation id")->required();
+  device_create->add_option("--name", new_device.name, "Name, e.g. 'Walk-in cold room'")->required();
+  device_create->add_option("--site", site_id, "Site id");
+  device_create->add_option("--serial", serial, "Serial or MAC, unique in the organisation");
+  AddSettingFlags(device_create, &flags, kStoreFlags);
+  AddJsonFlag(device_create, &flags);
+  auto* device_list = device_cmd->add_subcommand("list", "List the devices of an organisation");
+  device_list->add_option("--org", org_id, "Organisation id")->required();
+  AddSettingFlags(device_list, &flags, kStoreFlags);
+  AddJsonFlag(device_list, &flags);
+
+  // retention
+  auto* retention_cmd = app.add_subcommand("retention", "Data retention");
+  retention_cmd->require_subcommand(1);
+  bool dry_run = false;
+  auto* retention_run = retention_cmd->add_subcommand("run", "Delete data older than retention");
+  retention_run->add_flag("--dry-run", dry_run, "Only count what would be deleted");
+  AddSettingFlags(retention_run, &flags, kStoreFlags);
+  AddJsonFlag(retention_run, &flags);
+  auto* retention_show = retention_cmd->add_subcommand("show", "Show an organisation's retention");
+  retention_show->add_option("--org", org_id, "Organisation id")->required();
+  AddSettingFlags(retention_show, &flags, kStoreFlags);
+  AddJsonFlag(retention_show, &flags);
+  std::string class_name, period_text;
+  auto* retention_set = retention_cmd->add_subcommand(
+      "set", "Extend the retention of a data class (Team and Enterprise tiers)");
+  retention_set->add_option("--org", org_id, "Organisation id")->required();
+  retention_set->add_option("--class", class_name, "raw_readings, rollup_5m, rollup_1h, ...")->required();
+  retention_set->add_option("--period", period_text, "e.g. '24 months', '10 years', forever")->required();
+  AddSettingFlags(retention_set, &flags, kStoreFlags);
+
+  // rollup
+  auto* rollup_cmd = app.add_subcommand("rollup", "Rollups (5-minute, 1-hour, 1-day aggregates)");
+  rollup_cmd->require_subcommand(1);
+  DeviceId device_id = 0;
+  std::string from_text, to_text;
+  auto* rollup_rebuild = rollup_cmd->add_subcommand("rebuild", "Recompute rollups from finer data");
+  rollup_rebuild->add_option("--device", device_id, "Device id")->required();
+  rollup_rebuild->add_option("--from", from_text, "Start (RFC 3339 or epoch ms)")->required();
+  rollup_rebuild->add_option("--to", to_text, "End, exclusive (RFC 3339 or epoch ms)")->required();
+  AddSettingFlags(rollup_rebuild, &flags, kStoreFlags);
+
+  // compact
+  auto* compact_cmd = app.add_subcommand(
+      "compact", "Compact recent readings into chunks and checkpoint the store");
+  AddSettingFlags(compact_cmd, &flags, kStoreFlags);
+  AddJsonFlag(compact_cmd, &flags);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  try {
+    if (*serve_cmd) return RunServe(flags, serve);
+
+    if (*version_cmd) {
+      if (flags.json) PrintJson({{"version", kVersion}, {"schema", store::LatestSchemaVersion()}});
+      else fmt::print("opensense {} (schema version {})\n", kVersion, store::LatestSchemaVersion());
+      return 0;
+    }
+
+    Config cfg = LoadConfigFor(flags);
+    ApplyLogLevel(cfg);
+    if (*migrate_cmd) {
+      auto store = OpenFor(cfg, /*writer=*/false);
+      if (flags.json) PrintJson({{"store", cfg.StoreUrl()}, {"schema", store->SchemaVersion()}});
+      else fmt::print("{} is at schema version {}\n", cfg.StoreUrl(), store->SchemaVersion());
+      return 0;
+    }
+    if (*org_create) {
+      new_org.tier = Check(ParseTier(tier_name));
+      auto store = OpenFor(cfg, false);
+      auto org = Check(store->CreateOrganization(new_org));
+      if (flags.json) PrintJson(OrgJson(org));
+      else fmt::print("created organisation {} '{}' (time zone {}, tier {})\n", org.id, org.name,
+                      org.time_zone, TierName(org.tier));
+      return 0;
+    }
+    if (*org_list) {
+      auto store = OpenFor(cfg, false);
+      auto orgs = Check(store->ListOrganizations());
+      if (flags.json) {
+        json arr = json::array();
+        for (const auto& o : orgs) arr.push_back(OrgJson(o));
+        PrintJson(arr);
+      } else {
+        fmt::print("{:>6}  {:<32} {:<24} {}\n", "ID", "NAME", "TIME ZONE", "TIER");
+        for (const auto& o : orgs) {
+          fmt::print("{:>6}  {:<32} {:<24} {}\n", o.id, o.name, o.time_zone, TierName(o.tier));
+        }
+      }
+      return 0;
+    }
+    if (*org_set) {
+      if (new_zone.empty() && new_tier.empty()) UsageError("org set: give --timezone and/or --tier");
+      bool needs_writer = !new_zone.empty();
+      auto store = OpenFor(cfg, needs_writer);
+      if (!new_tier.empty()) Check(store->SetOrganizationTier(org_id, Check(ParseTier(new_tier))));
+      if (!new_zone.empty()) {
+        fmt::print(stderr, "rebuilding 1-day rollups in {} ...\n", new_zone);
+        Check(store->SetOrganizationTimeZone(org_id, new_zone));
+      }
+      auto org = Check(store->GetOrganization(org_id));
+      fmt::print("organisation {}: time zone {}, tier {}\n", org.id, org.time_zone, TierName(org.tier));
+      store->Close();
+      return 0;
+    }
+    if (*site_create) {
+      auto store = OpenFor(cfg, false);
+      auto site = Check(store->CreateSite(org_id, site_name));
+      if (flags.json) PrintJson({{"id", site.id}, {"org", site.org_id}, {"name", site.name}});
+      else fmt::print("created site {} '{}'\n", site.id, site.name);
+      return 0;
+    }
+    if (*device_create) {
+      if (site_id != 0) new_device.site = site_id;
+      if (!serial.empty()) new_device.serial = serial;
+      auto store = OpenFor(cfg, false);
+      auto dev = Check(store->CreateDevice(new_device));
+      if (flags.json) PrintJson(DeviceJson(dev));
+      else fmt::print("created device {} '{}' in organisation {}\n", dev.id, dev.name, dev.org_id);
+      return 0;
+    }
+    if (*device_list) {
+      auto store = OpenFor(cfg, false);
+      Check(store->GetOrganization(org_id));
+      auto devices = Check(store->ListDevices(org_id));
+      if (flags.json) {
+        json arr = json::array();
+        for (const auto& d : devices) arr.push_back(DeviceJson(d));
+        PrintJson(arr);
+      } else {
+        fmt::print("{:>6}  {:<32} {:<20} {}\n", "ID", "NAME", "SERIAL", "STATE");
+        for (const auto& d : devices) {
+          fmt::print("{:>6}  {:<32} {:<20} {}\n", d.id, d.name, d.serial.value_or("-"),
+                     d.decommissioned ? "decommissioned" : "active");
+        }
+      }
+      return 0;
+    }
+    if (*retention_run) {
+      auto store = OpenFor(cfg, /*writer=*/!dry_run);
+      auto report = Check(store->RunRetention(dry_run));
+      store->Close();
+      if (flags.json) {
+        json classes = json::object();
+        for (const auto& c : report.classes) classes[std::string(DataClassName(c.data_class))] = c.rows;
+        PrintJson({{"dry_run", report.dry_run}, {"deleted", classes}});
+      } else {
+        fmt::print("{}\n", dry_run ? "would delete:" : "deleted:");
+        for (const auto& c : report.classes) {
+          fmt::print("  {:<20} {:>12} {}\n", DataClassName(c.data_class), c.rows,
+                     c.data_class == DataClass::kRawReadings ? "readings" : "rows");
+        }
+      }
+      return 0;
+    }
+    if (*retention_show) {
+      auto store = OpenFor(cfg, false);
+      auto policy = Check(store->GetRetentionPolicy(org_id));
+      if (flags.json) {
+        json j = json::object();
+        for (DataClass c : kAllDataClasses) {
+          j[std::string(DataClassName(c))] = FormatRetentionPeriod(policy.For(c));
+        }
+        PrintJson(j);
+      } else {
+        for (DataClass c : kAllDataClasses) {
+          fmt::print("  {:<20} {}\n", DataClassName(c), FormatRetentionPeriod(policy.For(c)));
+        }
+      }
+      return 0;
+    }
+    if (*retention_set) {
+      DataClass c = Check(ParseDataClass(class_name));
+      RetentionPeriod p = Check(ParseRetentionPeriod(period_text));
+      auto store = OpenFor(cfg, false);
+      Check(store->SetRetention(org_id, c, p));
+      fmt::print("organisation {} keeps {} for {}\n", org_id, DataClassName(c), FormatRetentionPeriod(p));
+      return 0;
+    }
+    if (*rollup_rebuild) {
+      TimestampMs from = ParseTime("--from", from_text), to = ParseTime("--to", to_text);
+      auto store = OpenFor(cfg, true);
+      OrgId owner = 0;
+      for (const auto& o : Check(store->ListOrganizations())) {
+        if (store->GetDevice(o.id, device_id)) owner = o.id;
+      }
+      if (owner == 0) Fail(Error{ErrorCode::kNotFound, fmt::format("no device {}", device_id)});
+      Check(store->RebuildRollups(owner, device_id, from, to));
+      store->Close();
+      fmt::print("rebuilt rollups of device {} for [{}, {})\n", device_id, FormatRfc3339(from),
+                 FormatRfc3339(to));
+      return 0;
+    }
+    if (*compact_cmd) {
+      auto store = OpenFor(cfg, true);
+      Check(store->Compact());
+      auto stats = Check(store->Stats());
+      store->Close();
+      if (flags.json) {
+        PrintJson({{"chunks", stats.chunks}, {"readings", stats.chunk_readings},
+                   {"file_bytes", stats.file_bytes}});
+      } else {
+        fmt::print("{} readings in {} chunks; {} bytes on disk\n", stats.chunk_readings, stats.chunks,
+                   stats.file_bytes);
+      }
+      return 0;
+    }
+  } catch (const Exit& e) {
+    return e.code;
+  }
+  return 2;
+}
+
+}  // namespace opensense::app

@@ -1,0 +1,104 @@
+// The configuration of an `opensense` process: one table of settings drives the loader
+// (defaults < TOML file < OPENSENSE_* environment < command-line flags), the list of flags the
+// CLI offers, and docs/configuration.md (ConfigurationMarkdown(); config_test checks they agree).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace opensense::app {
+
+// The settings of one process. Every field here has a row in the settings table (config.cpp);
+// the defaults below are the zero-config defaults and are what docs/configuration.md shows.
+struct Config {
+  // Directory of the SQLite store and other local state. Default "data".
+  std::string data_dir = "data";
+  // Store URL: sqlite:///abs/path/opensense.db or postgres://host:port/db. Empty (default) means
+  // sqlite://<data_dir>/opensense.db; use StoreUrl() for the resolved URL. Never holds a password
+  // unless it came from the environment.
+  std::string store;
+  // Durability of each commit: "full" (default, survives power loss) or "normal" (survives a
+  // process crash). Maps onto store::StoreOptions::synchronous.
+  std::string store_synchronous = "full";
+  // HTTP listen address, HOST:PORT (IPv6 hosts in brackets), port 0..65535. Default 127.0.0.1:8080.
+  std::string listen = "127.0.0.1:8080";
+  // trace, debug, info (default), warn or error.
+  std::string log_level = "info";
+  // The head is compacted into chunks once it holds this many readings (>= 1024). Default 262144.
+  std::int64_t head_flush_readings = 256 * 1024;
+  // ... or once its oldest reading is this old, in seconds (1..86400). Default 600.
+  int head_flush_age_seconds = 600;
+  // How often the scheduler runs retention, in seconds (60..604800). Default 3600.
+  int retention_interval_seconds = 3600;
+  // `serve --demo`: number of simulated fridges (1..50). Default 6.
+  int demo_devices = 6;
+  // `serve --demo`: days of history simulated at start (0..60). Default 14.
+  int demo_history_days = 14;
+
+  // The store URL to open: `store`, or when it is empty sqlite://<absolute data_dir>/opensense.db
+  // (relative data_dir is resolved against the current directory), e.g.
+  // sqlite:///var/lib/opensense/opensense.db.
+  std::string StoreUrl() const;
+
+  bool operator==(const Config&) const = default;
+};
+
+enum class SettingType { kString, kInteger };
+
+// One row of the settings table, for the CLI (to add a flag per setting) and for docs.
+struct SettingInfo {
+  std::string name;           // TOML key and key of ConfigSources::flags: "head_flush_readings"
+  SettingType type = SettingType::kString;
+  std::string env_var;        // "OPENSENSE_HEAD_FLUSH_READINGS"
+  std::string flag;           // "--head-flush-readings"
+  std::string value_name;     // placeholder for --help: "N", "DIR", "URL", "HOST:PORT", ...
+  std::string default_value;  // the default as the docs show it ("262144", "127.0.0.1:8080")
+  std::string allowed;        // the values accepted, in words: "1..86400", "full, normal"
+  std::string description;    // one sentence or two, Markdown
+};
+
+// Every setting, in the order of the docs.
+std::vector<SettingInfo> Settings();
+
+// docs/configuration.md, exactly.
+std::string ConfigurationMarkdown();
+
+// Names the config file (a required one). The --config flag wins over it; both are the CLI's job.
+inline constexpr std::string_view kConfigEnvVar = "OPENSENSE_CONFIG";
+// Read from the current directory when present (not required).
+inline constexpr std::string_view kDefaultConfigFile = "opensense.toml";
+// Reserved for secrets: allowed in the environment, read by the modules that need them, ignored
+// by LoadConfig. Secrets never come from flags or the config file.
+inline constexpr std::array<std::string_view, 3> kSecretEnvVars = {
+    "OPENSENSE_STORE_PASSWORD", "OPENSENSE_POSTMARK_TOKEN", "OPENSENSE_TELEGRAM_TOKEN"};
+
+struct ConfigSources {
+  // The TOML file to read, if any.
+  std::optional<std::string> file_path;
+  // true: a missing file is an error (--config, OPENSENSE_CONFIG); false: it is skipped
+  // (./opensense.toml looked up by default).
+  bool file_required = false;
+  // The process environment; only OPENSENSE_* entries are looked at, others are ignored.
+  // An OPENSENSE_* name that is neither a setting, kConfigEnvVar nor a secret is an error.
+  std::map<std::string, std::string> env;
+  // Command-line values keyed by setting name ("data_dir", not "--data-dir").
+  std::map<std::string, std::string> flags;
+};
+
+// The OPENSENSE_* entries of a NAME=VALUE array such as `environ` (nullptr: none).
+std::map<std::string, std::string> OpensenseEnvironment(const char* const* envp);
+
+// Defaults, overridden by the file, then the environment, then the flags. Every value from
+// every layer is checked, even one a higher layer overrides. Errors are kInvalidArgument and
+// start with where the bad value came from: "opensense.toml:3: listen: ...",
+// "OPENSENSE_LISTEN: ...", "--log-level: ...".
+Result<Config> LoadConfig(const ConfigSources& sources);
+
+}  // namespace opensense::app

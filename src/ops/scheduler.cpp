@@ -1,0 +1,56 @@
+#include "ops/scheduler.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace opensense::ops {
+
+Scheduler::Scheduler(store::Store* store, const Clock* clock, SchedulerOptions options)
+    : store_(store), clock_(clock), options_(options) {}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Start() {
+  if (thread_.joinable()) return;
+  stop_ = false;
+  // The first retention run comes one tick after start, so start-up stays fast.
+  next_retention_ = clock_->NowMs() + options_.tick_ms;
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      RunDue(clock_->NowMs());
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::milliseconds(options_.tick_ms), [this] { return stop_; });
+    }
+  });
+}
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+int Scheduler::RunDue(TimestampMs now) {
+  int ran = 0;
+  if (now >= next_retention_) {
+    next_retention_ = now + options_.retention_interval_ms;
+    ++ran;
+    auto report = store_->RunRetention(/*dry_run=*/false);
+    if (!report) {
+      spdlog::error("retention: {}", report.error().message);
+    } else {
+      for (const auto& c : report->classes) {
+        if (c.rows > 0) {
+          spdlog::info("retention: deleted {} {} rows", c.rows, DataClassName(c.data_class));
+        }
+      }
+    }
+  }
+  return ran;
+}
+
+}  // namespace opensense::ops

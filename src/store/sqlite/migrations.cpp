@@ -1,0 +1,138 @@
+#include "store/sqlite/migrations.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+
+namespace opensense::store::sqlite {
+
+namespace {
+
+// Never edit a shipped migration: append a new one.
+constexpr std::array<const char*, 3> kMigrations = {
+    // 1: organisations, sites, devices.
+    R"sql(
+CREATE TABLE organizations(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  time_zone TEXT NOT NULL,
+  tier TEXT NOT NULL CHECK (tier IN ('free','team','enterprise')),
+  created_at INTEGER NOT NULL);
+CREATE TABLE sites(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  name TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  UNIQUE (org_id, name));
+CREATE TABLE devices(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  site_id INTEGER REFERENCES sites(id),
+  name TEXT NOT NULL,
+  serial TEXT,
+  decommissioned_at INTEGER,
+  created_at INTEGER NOT NULL);
+CREATE UNIQUE INDEX devices_org_serial ON devices(org_id, serial) WHERE serial IS NOT NULL;
+CREATE INDEX devices_org ON devices(org_id);
+)sql",
+    // 2: readings. Recent readings are appended to reading_log (one row per group commit, all
+    // series interleaved: one sequential write per commit) and compacted into per-series
+    // chunks; rollup tables hold the aggregates of the compacted chunks.
+    R"sql(
+CREATE TABLE series(
+  id INTEGER PRIMARY KEY,
+  device_id INTEGER NOT NULL REFERENCES devices(id),
+  metric TEXT NOT NULL,
+  unit TEXT NOT NULL,
+  chunk_max_ts INTEGER,
+  UNIQUE (device_id, metric));
+CREATE TABLE reading_log(
+  seq INTEGER PRIMARY KEY,
+  created_at INTEGER NOT NULL,
+  entries BLOB NOT NULL);
+CREATE TABLE chunks(
+  series_id INTEGER NOT NULL,
+  start_ts INTEGER NOT NULL,
+  end_ts INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (series_id, start_ts)) WITHOUT ROWID;
+CREATE TABLE rollup_5m(
+  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
+  sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+  first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
+  PRIMARY KEY (series_id, bucket)) WITHOUT ROWID;
+CREATE TABLE rollup_1h(
+  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
+  sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+  first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
+  PRIMARY KEY (series_id, bucket)) WITHOUT ROWID;
+CREATE TABLE rollup_1d(
+  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
+  sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+  first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
+  PRIMARY KEY (series_id, bucket)) WITHOUT ROWID;
+)sql",
+    // 3: retention overrides and the append-only alert event log (kept forever).
+    R"sql(
+CREATE TABLE retention_overrides(
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  data_class TEXT NOT NULL,
+  unit TEXT NOT NULL CHECK (unit IN ('days','months','forever')),
+  amount INTEGER NOT NULL,
+  PRIMARY KEY (org_id, data_class)) WITHOUT ROWID;
+CREATE TABLE alert_events(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  alert_id INTEGER NOT NULL,
+  device_id INTEGER REFERENCES devices(id),
+  kind TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  actor TEXT,
+  note TEXT,
+  details TEXT);
+CREATE INDEX alert_events_org_at ON alert_events(org_id, at);
+CREATE TRIGGER alert_events_no_update BEFORE UPDATE ON alert_events
+BEGIN SELECT RAISE(ABORT, 'alert events are append-only'); END;
+CREATE TRIGGER alert_events_no_delete BEFORE DELETE ON alert_events
+BEGIN SELECT RAISE(ABORT, 'alert events are append-only'); END;
+)sql",
+};
+
+}  // namespace
+
+int LatestVersion() { return static_cast<int>(kMigrations.size()); }
+
+Result<int> CurrentVersion(Db* db) {
+  OS_ASSIGN_OR_RETURN(Stmt * stmt, db->Prepare("PRAGMA user_version"));
+  OS_ASSIGN_OR_RETURN(bool row, stmt->Step());
+  int v = row ? static_cast<int>(stmt->Int(0)) : 0;
+  stmt->Reset();
+  return v;
+}
+
+Status Migrate(Db* db, int target) {
+  OS_ASSIGN_OR_RETURN(int current, CurrentVersion(db));
+  if (current > LatestVersion()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("the database {} has schema version {}, newer than this binary "
+                                 "knows ({}); upgrade opensense before using it",
+                                 db->path(), current, LatestVersion()));
+  }
+  for (int v = current + 1; v <= target && v <= LatestVersion(); ++v) {
+    OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(db));
+    // Re-check inside the write lock: another process may have migrated meanwhile.
+    OS_ASSIGN_OR_RETURN(int now, CurrentVersion(db));
+    if (now >= v) continue;
+    auto st = db->Exec(kMigrations[v - 1]);
+    if (!st) {
+      return MakeError(ErrorCode::kInternal,
+                       fmt::format("migration {} failed: {}", v, st.error().message));
+    }
+    OS_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA user_version = {}", v)));
+    OS_RETURN_IF_ERROR(txn.Commit());
+  }
+  return Ok();
+}
+
+}  // namespace opensense::store::sqlite

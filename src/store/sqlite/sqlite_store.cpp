@@ -1,0 +1,1678 @@
+// SQLite store. Layout of readings (see docs/ARCHITECTURE.md, "Physical layout"):
+//
+//  * reading_log: one row per group commit holding every accepted reading of the group, all
+//    series interleaved. A commit appends one row at the end of one B-tree: a handful of
+//    sequential pages instead of one dirty page per reading.
+//  * the head: the same readings in memory, per series, sorted; rebuilt from reading_log on open.
+//  * chunks: per-series compressed runs (core/chunk_codec), keyed (series_id, start_ts). A flush
+//    moves the whole head into chunks, updates the rollup tables with the same readings and
+//    empties reading_log, all in one transaction.
+//  * rollup_5m / rollup_1h / rollup_1d: aggregates of the chunked readings; queries add the
+//    head's aggregates, so the answer always covers every acknowledged reading.
+//
+// Consistency: a durable reading is either in reading_log or in chunks (never both, never
+// neither), and the rollup tables always equal the aggregates of the chunks.
+#include "store/sqlite/sqlite_store.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+
+#include <fmt/format.h>
+
+#include "core/chunk_codec.hpp"
+#include "core/rollup.hpp"
+#include "core/time_zone.hpp"
+#include "core/validation.hpp"
+#include "store/sqlite/migrations.hpp"
+#include "store/sqlite/sqlite_db.hpp"
+
+namespace opensense::store::sqlite {
+
+namespace {
+
+constexpr std::size_t kChunkMax = 1024;         // samples per chunk
+constexpr std::size_t kChunkMergeBelow = 512;   // a smaller last chunk absorbs the next flush
+constexpr std::size_t kMaxGroupReadings = 200'000;
+constexpr std::int64_t kRetentionStep = 500;    // rows per retention transaction
+constexpr std::size_t kMaxRawPoints = 2'000'000;
+constexpr TimestampMs kCacheTtlMs = 30 * kMsPerSecond;
+constexpr TimestampMs kNoTs = std::numeric_limits<TimestampMs>::min();
+
+const char* const kRollupTables[3] = {"rollup_5m", "rollup_1h", "rollup_1d"};
+
+TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
+  TimestampMs f = FloorTo(ts, width);
+  return f == ts ? ts : f + width;
+}
+
+std::string SeriesKey(DeviceId device, std::string_view metric) {
+  std::string key(reinterpret_cast<const char*>(&device), sizeof(device));
+  key.append(metric);
+  return key;
+}
+
+struct PairHash {
+  std::size_t operator()(const std::pair<std::int64_t, TimestampMs>& p) const {
+    std::uint64_t h = static_cast<std::uint64_t>(p.first) * 0x9E3779B97F4A7C15ull;
+    h ^= static_cast<std::uint64_t>(p.second) + 0x7F4A7C159E3779B9ull + (h << 6) + (h >> 2);
+    return static_cast<std::size_t>(h);
+  }
+};
+
+// Per-series readings waiting in memory (and in reading_log) for the next flush.
+struct HeadSeries {
+  std::vector<Sample> samples;        // sorted by ts, unique
+  TimestampMs chunk_max_ts = kNoTs;   // newest ts stored in chunks
+};
+
+struct PendingSample {
+  std::int64_t series;
+  TimestampMs ts;
+  double value;
+};
+
+struct IngestJob {
+  OrgId org;
+  std::vector<Reading> readings;
+  std::promise<Result<IngestResult>> promise;
+};
+struct TaskJob {
+  std::function<Status()> fn;
+  std::promise<Status> promise;
+};
+using Job = std::variant<IngestJob, TaskJob>;
+
+// Aggregates samples (sorted by ts) into buckets.
+template <typename BucketFn>
+std::vector<std::pair<TimestampMs, RollupAgg>> Aggregate(std::span<const Sample> samples,
+                                                         BucketFn bucket_of) {
+  std::vector<std::pair<TimestampMs, RollupAgg>> out;
+  for (const Sample& s : samples) {
+    TimestampMs b = bucket_of(s.ts);
+    if (out.empty() || out.back().first != b) out.emplace_back(b, RollupAgg{});
+    out.back().second.Add(s.ts, s.value);
+  }
+  return out;
+}
+
+std::string UpsertRollupSql(const char* table) {
+  return fmt::format(
+      "INSERT INTO {0}(series_id,bucket,count,sum,min,max,first_ts,last_ts) "
+      "VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(series_id,bucket) DO UPDATE SET "
+      "count=count+excluded.count, sum=sum+excluded.sum, min=min(min,excluded.min), "
+      "max=max(max,excluded.max), first_ts=min(first_ts,excluded.first_ts), "
+      "last_ts=max(last_ts,excluded.last_ts)",
+      table);
+}
+
+Result<Organization> ReadOrganization(Stmt* s) {
+  Organization o;
+  o.id = s->Int(0);
+  o.name = s->Text(1);
+  o.time_zone = s->Text(2);
+  OS_ASSIGN_OR_RETURN(o.tier, ParseTier(s->Text(3)));
+  o.created_at = s->Int(4);
+  return o;
+}
+
+Device ReadDevice(Stmt* s) {
+  Device d;
+  d.id = s->Int(0);
+  d.org_id = s->Int(1);
+  if (!s->IsNull(2)) d.site_id = s->Int(2);
+  d.name = s->Text(3);
+  if (!s->IsNull(4)) d.serial = s->Text(4);
+  d.decommissioned = !s->IsNull(5);
+  d.created_at = s->Int(6);
+  return d;
+}
+
+constexpr const char* kDeviceColumns =
+    "id, org_id, site_id, name, serial, decommissioned_at, created_at";
+
+}  // namespace
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(StoreOptions options, std::string path)
+      : options_(std::move(options)), path_(std::move(path)) {
+    clock_ = options_.clock != nullptr ? options_.clock : &system_clock_;
+  }
+
+  ~SqliteStore() override { Close(); }
+
+  Status Open();
+
+  int SchemaVersion() const override { return schema_version_; }
+
+  // ---- organisations -------------------------------------------------------------------------
+  Result<Organization> CreateOrganization(const NewOrganization& org) override;
+  Result<Organization> GetOrganization(OrgId id) override;
+  Result<std::vector<Organization>> ListOrganizations() override;
+  Status SetOrganizationTimeZone(OrgId id, std::string_view time_zone) override;
+  Status SetOrganizationTier(OrgId id, Tier tier) override;
+  Result<RetentionPolicy> GetRetentionPolicy(OrgId id) override;
+  Status SetRetention(OrgId id, DataClass data_class, RetentionPeriod period) override;
+
+  // ---- sites and devices ---------------------------------------------------------------------
+  Result<Site> CreateSite(OrgId org, std::string_view name) override;
+  Result<std::vector<Site>> ListSites(OrgId org) override;
+  Result<Device> CreateDevice(const NewDevice& device) override;
+  Result<Device> GetDevice(OrgId org, DeviceId id) override;
+  Result<Device> FindDeviceBySerial(OrgId org, std::string_view serial) override;
+  Result<std::vector<Device>> ListDevices(OrgId org) override;
+  Status DecommissionDevice(OrgId org, DeviceId id) override;
+
+  // ---- readings ------------------------------------------------------------------------------
+  std::future<Result<IngestResult>> Ingest(OrgId org, std::vector<Reading> readings) override;
+  Result<SeriesResult> QuerySeries(const SeriesQuery& query) override;
+  Status RebuildRollups(OrgId org, DeviceId device, TimestampMs from, TimestampMs to) override;
+  Result<RetentionReport> RunRetention(bool dry_run) override;
+  Status Compact() override;
+  Result<StoreStats> Stats() override;
+  void Close() override;
+
+ private:
+  // ---- connections ---------------------------------------------------------------------------
+  Result<std::unique_ptr<Db>> Connect(bool create);
+  class ReaderLease {
+   public:
+    ReaderLease(SqliteStore* s, std::unique_ptr<Db> db) : s_(s), db_(std::move(db)) {}
+    ReaderLease(ReaderLease&&) = default;
+    ~ReaderLease() {
+      if (db_) {
+        std::lock_guard lock(s_->readers_mu_);
+        s_->readers_.push_back(std::move(db_));
+      }
+    }
+    Db* operator->() { return db_.get(); }
+    Db* get() { return db_.get(); }
+
+   private:
+    SqliteStore* s_;
+    std::unique_ptr<Db> db_;
+  };
+  Result<ReaderLease> AcquireReader();
+  Result<OrgId> DeviceOrg(Db* db, DeviceId id);
+  Result<TimeZone> ZoneOf(Db* db, OrgId org);
+  Result<RetentionPolicy> LoadPolicy(Db* db, OrgId org);
+  Status RequireWriter(std::string_view what) const;
+  Status RunOnWriter(std::function<Status()> fn);
+  void BumpMetadata() { meta_generation_.fetch_add(1); }
+
+  // ---- writer thread -------------------------------------------------------------------------
+  struct DeviceState {
+    OrgId org;
+    bool decommissioned;
+  };
+  struct OrgState {
+    std::optional<DayBucketer> days;
+    RetentionPolicy policy;
+    TimestampMs raw_cutoff = kNoTs;
+    TimestampMs computed_at = kNoTs;
+  };
+  struct SeriesState {
+    std::int64_t id;
+    std::string unit;
+  };
+  void WriterLoop();
+  void CommitGroup(std::vector<IngestJob>& group);
+  Status LoadWriterState();
+  void RefreshCaches(TimestampMs now);
+  Result<const DeviceState*> WriterDevice(DeviceId id);
+  Result<OrgState*> WriterOrg(OrgId org, TimestampMs now);
+  Result<bool> ExistsOnDisk(std::int64_t series, TimestampMs ts);
+  Status MaybeFlush(bool force);
+  Status Flush();
+  Result<std::vector<Sample>> MergeIntoChunks(std::int64_t series, std::span<const Sample> add);
+  Status WriteChunks(std::int64_t series, std::span<const Sample> samples);
+  Status AddRollups(std::int64_t series, std::span<const Sample> samples);
+  Result<OrgId> SeriesOrg(std::int64_t series);
+  Status RebuildSeries(std::int64_t series, OrgId org, TimestampMs from, TimestampMs to,
+                       bool days_only);
+  Result<std::int64_t> RetentionStepRaw(OrgId org, TimestampMs cutoff);
+  Result<std::int64_t> RetentionStepRollup(OrgId org, int level, TimestampMs cutoff);
+  Result<std::int64_t> RetentionCount(Db* db, OrgId org, DataClass c, TimestampMs cutoff);
+  void EnsureHeadSize(std::int64_t series) {
+    if (static_cast<std::size_t>(series) >= head_.size()) {
+      head_.resize(static_cast<std::size_t>(series) + 1);
+      seen_max_.resize(static_cast<std::size_t>(series) + 1, kNoTs);
+    }
+  }
+
+  StoreOptions options_;
+  std::string path_;
+  SystemClock system_clock_;
+  const Clock* clock_;
+  int schema_version_ = 0;
+  int lock_fd_ = -1;
+  bool closed_ = false;
+  std::mutex close_mu_;
+
+  std::mutex meta_mu_;
+  std::unique_ptr<Db> meta_db_;
+  std::atomic<std::uint64_t> meta_generation_{0};
+
+  std::mutex readers_mu_;
+  std::vector<std::unique_ptr<Db>> readers_;
+  std::mutex zones_mu_;
+  std::unordered_map<std::string, TimeZone> zones_;
+
+  // The head. The writer thread is its only mutator and mutates it under an exclusive lock;
+  // readers hold a shared lock across their SQL read and their head read.
+  mutable std::shared_mutex head_mu_;
+  std::vector<HeadSeries> head_;  // indexed by series id
+  std::atomic<std::int64_t> head_count_{0};
+
+  // Writer.
+  std::unique_ptr<Db> wdb_;
+  std::thread writer_;
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Job> queue_;
+  std::size_t queued_readings_ = 0;
+  bool stopping_ = false;
+
+  // Writer-thread-only state.
+  std::vector<TimestampMs> seen_max_;  // newest ts per series over chunks + head + pending
+  std::unordered_map<std::string, SeriesState> series_by_key_;
+  std::unordered_map<std::int64_t, OrgId> series_org_;
+  std::unordered_map<DeviceId, DeviceState> devices_;
+  std::unordered_map<OrgId, OrgState> orgs_;
+  std::uint64_t cached_generation_ = 0;
+  TimestampMs caches_loaded_at_ = kNoTs;
+  TimestampMs oldest_log_at_ = kNoTs;
+  // One decoded chunk kept for duplicate checks of late data.
+  std::int64_t dup_chunk_series_ = -1;
+  TimestampMs dup_chunk_start_ = 0;
+  TimestampMs dup_chunk_end_ = 0;
+  std::vector<Sample> dup_chunk_;
+};
+
+// ================================================================================================
+// Opening and closing
+
+Result<std::unique_ptr<Db>> SqliteStore::Connect(bool create) {
+  OS_ASSIGN_OR_RETURN(auto db, Db::Open(path_, create, options_.busy_timeout_ms));
+  OS_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON"));
+  OS_RETURN_IF_ERROR(db->Exec(options_.synchronous == Synchronous::kFull ? "PRAGMA synchronous=FULL"
+                                                                         : "PRAGMA synchronous=NORMAL"));
+  return db;
+}
+
+Status SqliteStore::Open() {
+  std::filesystem::path p(path_);
+  std::error_code ec;
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+  if (options_.writer) {
+    std::string lock_path = path_ + ".writer.lock";
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) {
+      return MakeError(ErrorCode::kUnavailable,
+                       fmt::format("cannot create {}: {}", lock_path, std::strerror(errno)));
+    }
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+      return MakeError(ErrorCode::kUnavailable,
+                       fmt::format("the store {} is in use by another opensense process (is "
+                                   "`opensense serve` running?): stop it first, or use its API",
+                                   path_));
+    }
+  }
+  bool existed = std::filesystem::exists(p, ec);
+  OS_ASSIGN_OR_RETURN(meta_db_, Connect(true));
+  if (!existed) OS_RETURN_IF_ERROR(meta_db_->Exec("PRAGMA auto_vacuum=INCREMENTAL"));
+  OS_ASSIGN_OR_RETURN(Stmt * jm, meta_db_->Prepare("PRAGMA journal_mode=WAL"));
+  OS_ASSIGN_OR_RETURN(bool row, jm->Step());
+  if (!row || jm->Text(0) != "wal") {
+    return MakeError(ErrorCode::kUnavailable,
+                     fmt::format("cannot switch {} to WAL mode (is it on a network file system?)",
+                                 path_));
+  }
+  jm->Reset();
+  if (options_.migrate) OS_RETURN_IF_ERROR(Migrate(meta_db_.get(), LatestVersion()));
+  OS_ASSIGN_OR_RETURN(schema_version_, CurrentVersion(meta_db_.get()));
+  if (schema_version_ > LatestVersion()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("the database {} has schema version {}, newer than this binary "
+                                 "knows ({}); upgrade opensense before using it",
+                                 path_, schema_version_, LatestVersion()));
+  }
+  if (schema_version_ < LatestVersion()) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("the database {} has schema version {} but this binary needs {}; "
+                                 "run `opensense migrate` first",
+                                 path_, schema_version_, LatestVersion()));
+  }
+  if (options_.writer) {
+    OS_ASSIGN_OR_RETURN(wdb_, Connect(false));
+    OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA cache_size=-65536"));
+    OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA wal_autocheckpoint=4000"));
+    OS_RETURN_IF_ERROR(LoadWriterState());
+    writer_ = std::thread([this] { WriterLoop(); });
+  }
+  return Ok();
+}
+
+Status SqliteStore::LoadWriterState() {
+  OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+      "SELECT s.id, s.device_id, s.metric, s.unit, s.chunk_max_ts, d.org_id "
+      "FROM series s JOIN devices d ON d.id = s.device_id"));
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    std::int64_t id = s->Int(0);
+    series_by_key_[SeriesKey(s->Int(1), s->Text(2))] = SeriesState{id, s->Text(3)};
+    series_org_[id] = s->Int(5);
+    EnsureHeadSize(id);
+    head_[id].chunk_max_ts = s->IsNull(4) ? kNoTs : s->Int(4);
+    seen_max_[id] = head_[id].chunk_max_ts;
+  }
+  s->Reset();
+  // Replay the log: every acknowledged reading not yet compacted into chunks.
+  OS_ASSIGN_OR_RETURN(Stmt * log, wdb_->Prepare(
+      "SELECT created_at, entries FROM reading_log ORDER BY seq"));
+  std::vector<std::int64_t> unsorted;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, log->Step());
+    if (!row) break;
+    if (oldest_log_at_ == kNoTs) oldest_log_at_ = log->Int(0);
+    std::string_view in = log->Blob(1);
+    std::uint64_t n = 0;
+    if (!GetVarint(&in, &n)) return MakeError(ErrorCode::kInternal, "corrupt reading_log row");
+    std::uint64_t prev_ts = 0;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::uint64_t sid = 0, dts = 0;
+      if (!GetVarint(&in, &sid) || !GetVarint(&in, &dts) || in.size() < 8) {
+        return MakeError(ErrorCode::kInternal, "corrupt reading_log row");
+      }
+      prev_ts += static_cast<std::uint64_t>(UnZigZag(dts));
+      std::uint64_t bits;
+      std::memcpy(&bits, in.data(), 8);
+      in.remove_prefix(8);
+      auto id = static_cast<std::int64_t>(sid);
+      if (id <= 0 || series_org_.find(id) == series_org_.end()) {
+        return MakeError(ErrorCode::kInternal, "reading_log names an unknown series");
+      }
+      auto ts = static_cast<TimestampMs>(prev_ts);
+      auto& h = head_[id];
+      if (!h.samples.empty() && ts <= h.samples.back().ts) unsorted.push_back(id);
+      h.samples.push_back(Sample{ts, std::bit_cast<double>(bits)});
+      seen_max_[id] = std::max(seen_max_[id], ts);
+      head_count_.fetch_add(1);
+    }
+  }
+  log->Reset();
+  for (std::int64_t id : unsorted) {
+    auto& v = head_[id].samples;
+    std::sort(v.begin(), v.end(), [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+  }
+  if (head_count_ > 0) {
+    spdlog::info("store: replayed {} acknowledged readings from the log", head_count_.load());
+  }
+  return Ok();
+}
+
+void SqliteStore::Close() {
+  std::lock_guard close_lock(close_mu_);
+  if (closed_) return;
+  closed_ = true;
+  if (writer_.joinable()) {
+    {
+      std::lock_guard lock(queue_mu_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    writer_.join();
+  }
+  wdb_.reset();
+  {
+    std::lock_guard lock(readers_mu_);
+    readers_.clear();
+  }
+  {
+    std::lock_guard lock(meta_mu_);
+    meta_db_.reset();
+  }
+  if (lock_fd_ >= 0) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+  }
+}
+
+Result<SqliteStore::ReaderLease> SqliteStore::AcquireReader() {
+  {
+    std::lock_guard lock(readers_mu_);
+    if (!readers_.empty()) {
+      auto db = std::move(readers_.back());
+      readers_.pop_back();
+      return ReaderLease(this, std::move(db));
+    }
+  }
+  OS_ASSIGN_OR_RETURN(auto db, Connect(false));
+  return ReaderLease(this, std::move(db));
+}
+
+Status SqliteStore::RequireWriter(std::string_view what) const {
+  if (!options_.writer || closed_) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("{} needs the store's writer; open the store with a writer "
+                                 "(stop `opensense serve` or use its API)",
+                                 what));
+  }
+  return Ok();
+}
+
+Status SqliteStore::RunOnWriter(std::function<Status()> fn) {
+  TaskJob job{std::move(fn), {}};
+  auto fut = job.promise.get_future();
+  {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_ || !writer_.joinable()) {
+      return MakeError(ErrorCode::kUnavailable, "the store is closing");
+    }
+    queue_.emplace_back(std::move(job));
+  }
+  queue_cv_.notify_one();
+  return fut.get();
+}
+
+// ================================================================================================
+// Organisations, sites, devices (metadata connection)
+
+Result<Organization> SqliteStore::CreateOrganization(const NewOrganization& org) {
+  if (org.name.empty() || org.name.size() > 200) {
+    return MakeError(ErrorCode::kInvalidArgument, "an organisation needs a name of 1-200 characters");
+  }
+  OS_RETURN_IF_ERROR(TimeZone::Load(org.time_zone));
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "INSERT INTO organizations(name, time_zone, tier, created_at) VALUES(?,?,?,?)"));
+  Organization out{0, org.name, org.time_zone, org.tier, clock_->NowMs()};
+  OS_RETURN_IF_ERROR(s->Bind(1, org.name)
+                         .Bind(2, org.time_zone)
+                         .Bind(3, TierName(org.tier))
+                         .Bind(4, out.created_at)
+                         .Run());
+  out.id = meta_db_->LastInsertRowid();
+  return out;
+}
+
+Result<Organization> SqliteStore::GetOrganization(OrgId id) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, name, time_zone, tier, created_at FROM organizations WHERE id=?"));
+  s->Bind(1, id);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no organisation {}", id));
+  auto org = ReadOrganization(s);
+  s->Reset();
+  return org;
+}
+
+Result<std::vector<Organization>> SqliteStore::ListOrganizations() {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, name, time_zone, tier, created_at FROM organizations ORDER BY id"));
+  std::vector<Organization> out;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    OS_ASSIGN_OR_RETURN(auto org, ReadOrganization(s));
+    out.push_back(std::move(org));
+  }
+  s->Reset();
+  return out;
+}
+
+Status SqliteStore::SetOrganizationTimeZone(OrgId id, std::string_view time_zone) {
+  OS_ASSIGN_OR_RETURN(TimeZone zone, TimeZone::Load(time_zone));
+  OS_RETURN_IF_ERROR(GetOrganization(id));
+  OS_RETURN_IF_ERROR(RequireWriter("changing an organisation's time zone"));
+  Status st = RunOnWriter([&]() -> Status {
+    OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
+    OS_ASSIGN_OR_RETURN(Stmt * u, wdb_->Prepare("UPDATE organizations SET time_zone=? WHERE id=?"));
+    OS_RETURN_IF_ERROR(u->Bind(1, zone.name()).Bind(2, id).Run());
+    orgs_.erase(id);
+    // 1-day buckets follow the new zone wherever 5-minute rollups still exist.
+    TimestampMs now = clock_->NowMs();
+    OS_ASSIGN_OR_RETURN(RetentionPolicy policy, LoadPolicy(wdb_.get(), id));
+    auto cutoff5m = RetentionCutoff(policy.For(DataClass::kRollup5m), now);
+    TimestampMs from = cutoff5m ? zone.DayOf(*cutoff5m).end : kNoTs / 2;
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+        "SELECT s.id FROM series s JOIN devices d ON d.id=s.device_id WHERE d.org_id=?"));
+    s->Bind(1, id);
+    std::vector<std::int64_t> ids;
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      ids.push_back(s->Int(0));
+    }
+    s->Reset();
+    for (auto sid : ids) {
+      OS_RETURN_IF_ERROR(RebuildSeries(sid, id, from, std::numeric_limits<TimestampMs>::max() / 4,
+                                       /*days_only=*/true));
+    }
+    return txn.Commit();
+  });
+  if (!st) orgs_.clear();
+  BumpMetadata();
+  return st;
+}
+
+Status SqliteStore::SetOrganizationTier(OrgId id, Tier tier) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare("UPDATE organizations SET tier=? WHERE id=?"));
+  OS_RETURN_IF_ERROR(s->Bind(1, TierName(tier)).Bind(2, id).Run());
+  if (meta_db_->Changes() == 0) return MakeError(ErrorCode::kNotFound, fmt::format("no organisation {}", id));
+  BumpMetadata();
+  return Ok();
+}
+
+Result<RetentionPolicy> SqliteStore::LoadPolicy(Db* db, OrgId org) {
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+      "SELECT data_class, unit, amount FROM retention_overrides WHERE org_id=?"));
+  s->Bind(1, org);
+  RetentionPolicy policy;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    auto c = ParseDataClass(s->Text(0));
+    if (!c) continue;  // a class this binary does not know: ignore
+    std::string unit = s->Text(1);
+    int amount = static_cast<int>(s->Int(2));
+    policy.overrides[*c] = unit == "days"     ? RetentionPeriod::Days(amount)
+                           : unit == "months" ? RetentionPeriod::Months(amount)
+                                              : RetentionPeriod::Forever();
+  }
+  s->Reset();
+  return policy;
+}
+
+Result<RetentionPolicy> SqliteStore::GetRetentionPolicy(OrgId id) {
+  OS_RETURN_IF_ERROR(GetOrganization(id));
+  std::lock_guard lock(meta_mu_);
+  return LoadPolicy(meta_db_.get(), id);
+}
+
+Status SqliteStore::SetRetention(OrgId id, DataClass data_class, RetentionPeriod period) {
+  OS_ASSIGN_OR_RETURN(Organization org, GetOrganization(id));
+  OS_RETURN_IF_ERROR(ValidateRetentionOverride(org.tier, data_class, period));
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "INSERT INTO retention_overrides(org_id, data_class, unit, amount) VALUES(?,?,?,?) "
+      "ON CONFLICT(org_id, data_class) DO UPDATE SET unit=excluded.unit, amount=excluded.amount"));
+  const char* unit = period.unit == RetentionPeriod::Unit::kDays     ? "days"
+                     : period.unit == RetentionPeriod::Unit::kMonths ? "months"
+                                                                     : "forever";
+  OS_RETURN_IF_ERROR(
+      s->Bind(1, id).Bind(2, DataClassName(data_class)).Bind(3, unit).Bind(4, period.amount).Run());
+  BumpMetadata();
+  return Ok();
+}
+
+Result<Site> SqliteStore::CreateSite(OrgId org, std::string_view name) {
+  if (name.empty() || name.size() > 200) {
+    return MakeError(ErrorCode::kInvalidArgument, "a site needs a name of 1-200 characters");
+  }
+  OS_RETURN_IF_ERROR(GetOrganization(org));
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "INSERT INTO sites(org_id, name, created_at) VALUES(?,?,?)"));
+  auto st = s->Bind(1, org).Bind(2, name).Bind(3, clock_->NowMs()).Run();
+  if (!st) {
+    if (st.error().code == ErrorCode::kAlreadyExists) {
+      return MakeError(ErrorCode::kAlreadyExists, fmt::format("a site named '{}' exists already", name));
+    }
+    return tl::unexpected(st.error());
+  }
+  return Site{meta_db_->LastInsertRowid(), org, std::string(name)};
+}
+
+Result<std::vector<Site>> SqliteStore::ListSites(OrgId org) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, org_id, name FROM sites WHERE org_id=? ORDER BY id"));
+  s->Bind(1, org);
+  std::vector<Site> out;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    out.push_back(Site{s->Int(0), s->Int(1), s->Text(2)});
+  }
+  s->Reset();
+  return out;
+}
+
+Result<Device> SqliteStore::CreateDevice(const NewDevice& device) {
+  if (device.name.empty() || device.name.size() > 200) {
+    return MakeError(ErrorCode::kInvalidArgument, "a device needs a name of 1-200 characters");
+  }
+  if (device.serial && (device.serial->empty() || device.serial->size() > 128)) {
+    return MakeError(ErrorCode::kInvalidArgument, "a serial has 1-128 characters");
+  }
+  OS_RETURN_IF_ERROR(GetOrganization(device.org));
+  std::lock_guard lock(meta_mu_);
+  if (device.site) {
+    OS_ASSIGN_OR_RETURN(Stmt * q, meta_db_->Prepare("SELECT 1 FROM sites WHERE id=? AND org_id=?"));
+    q->Bind(1, *device.site).Bind(2, device.org);
+    OS_ASSIGN_OR_RETURN(bool found, q->Step());
+    q->Reset();
+    if (!found) return MakeError(ErrorCode::kNotFound, fmt::format("no site {}", *device.site));
+  }
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "INSERT INTO devices(org_id, site_id, name, serial, created_at) VALUES(?,?,?,?,?)"));
+  Device out;
+  out.org_id = device.org;
+  out.site_id = device.site;
+  out.name = device.name;
+  out.serial = device.serial;
+  out.created_at = clock_->NowMs();
+  s->Bind(1, device.org);
+  if (device.site) s->Bind(2, *device.site); else s->BindNull(2);
+  s->Bind(3, device.name);
+  if (device.serial) s->Bind(4, *device.serial); else s->BindNull(4);
+  s->Bind(5, out.created_at);
+  auto st = s->Run();
+  if (!st) {
+    if (st.error().code == ErrorCode::kAlreadyExists) {
+      return MakeError(ErrorCode::kAlreadyExists,
+                       fmt::format("a device with serial '{}' exists already", *device.serial));
+    }
+    return tl::unexpected(st.error());
+  }
+  out.id = meta_db_->LastInsertRowid();
+  return out;
+}
+
+Result<Device> SqliteStore::GetDevice(OrgId org, DeviceId id) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
+      "WHERE id=? AND org_id=?"));
+  s->Bind(1, id).Bind(2, org);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", id));
+  Device d = ReadDevice(s);
+  s->Reset();
+  return d;
+}
+
+Result<Device> SqliteStore::FindDeviceBySerial(OrgId org, std::string_view serial) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
+      "WHERE org_id=? AND serial=?"));
+  s->Bind(1, org).Bind(2, serial);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no device with serial '{}'", serial));
+  Device d = ReadDevice(s);
+  s->Reset();
+  return d;
+}
+
+Result<std::vector<Device>> SqliteStore::ListDevices(OrgId org) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
+      "WHERE org_id=? ORDER BY id"));
+  s->Bind(1, org);
+  std::vector<Device> out;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    out.push_back(ReadDevice(s));
+  }
+  s->Reset();
+  return out;
+}
+
+Status SqliteStore::DecommissionDevice(OrgId org, DeviceId id) {
+  {
+    std::lock_guard lock(meta_mu_);
+    OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+        "UPDATE devices SET decommissioned_at=coalesce(decommissioned_at, ?) WHERE id=? AND org_id=?"));
+    OS_RETURN_IF_ERROR(s->Bind(1, clock_->NowMs()).Bind(2, id).Bind(3, org).Run());
+    if (meta_db_->Changes() == 0) return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", id));
+  }
+  BumpMetadata();
+  return Ok();
+}
+
+// ================================================================================================
+// Ingest: the writer
+
+std::future<Result<IngestResult>> SqliteStore::Ingest(OrgId org, std::vector<Reading> readings) {
+  IngestJob job{org, std::move(readings), {}};
+  auto fut = job.promise.get_future();
+  if (job.readings.empty()) {
+    job.promise.set_value(IngestResult{});
+    return fut;
+  }
+  if (!options_.writer) {
+    job.promise.set_value(MakeError(ErrorCode::kFailedPrecondition,
+                                    "this store was opened without a writer; readings cannot be stored"));
+    return fut;
+  }
+  std::size_t n = job.readings.size();
+  {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_) {
+      job.promise.set_value(MakeError(ErrorCode::kUnavailable, "the store is shutting down; retry later"));
+      return fut;
+    }
+    if (queued_readings_ > 0 && queued_readings_ + n > options_.max_queued_readings) {
+      job.promise.set_value(MakeError(ErrorCode::kResourceExhausted,
+                                      "the writer queue is full; retry in a moment"));
+      return fut;
+    }
+    queued_readings_ += n;
+    queue_.emplace_back(std::move(job));
+  }
+  queue_cv_.notify_one();
+  return fut;
+}
+
+void SqliteStore::WriterLoop() {
+  while (true) {
+    std::vector<IngestJob> group;
+    std::optional<TaskJob> task;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait_for(lock, std::chrono::milliseconds(500),
+                         [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty() && stopping_) break;
+      if (!queue_.empty() && std::holds_alternative<TaskJob>(queue_.front())) {
+        task.emplace(std::move(std::get<TaskJob>(queue_.front())));
+        queue_.pop_front();
+      } else {
+        std::size_t total = 0;
+        while (!queue_.empty() && std::holds_alternative<IngestJob>(queue_.front())) {
+          auto& next = std::get<IngestJob>(queue_.front());
+          if (!group.empty() && total + next.readings.size() > kMaxGroupReadings) break;
+          total += next.readings.size();
+          group.push_back(std::move(next));
+          queue_.pop_front();
+        }
+        queued_readings_ -= total;
+      }
+    }
+    if (task) {
+      Status st = task->fn();
+      dup_chunk_series_ = -1;  // tasks may rewrite chunks
+      task->promise.set_value(std::move(st));
+    } else if (!group.empty()) {
+      CommitGroup(group);
+    }
+    if (auto st = MaybeFlush(false); !st) {
+      spdlog::error("store: compaction failed, will retry: {}", st.error().message);
+    }
+  }
+  if (head_count_ > 0) {
+    if (auto st = Flush(); !st) {
+      spdlog::warn("store: final compaction failed (the log keeps the readings): {}",
+                   st.error().message);
+    }
+  }
+}
+
+void SqliteStore::RefreshCaches(TimestampMs now) {
+  std::uint64_t gen = meta_generation_.load();
+  if (gen != cached_generation_ || now - caches_loaded_at_ > kCacheTtlMs || now < caches_loaded_at_) {
+    devices_.clear();
+    orgs_.clear();
+    cached_generation_ = gen;
+    caches_loaded_at_ = now;
+  }
+}
+
+Result<const SqliteStore::DeviceState*> SqliteStore::WriterDevice(DeviceId id) {
+  auto it = devices_.find(id);
+  if (it != devices_.end()) return &it->second;
+  OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+      "SELECT org_id, decommissioned_at IS NOT NULL FROM devices WHERE id=?"));
+  s->Bind(1, id);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) {
+    s->Reset();
+    return nullptr;  // not cached: a device created later must be found
+  }
+  DeviceState st{s->Int(0), s->Int(1) != 0};
+  s->Reset();
+  return &devices_.emplace(id, st).first->second;
+}
+
+Result<SqliteStore::OrgState*> SqliteStore::WriterOrg(OrgId org, TimestampMs now) {
+  auto it = orgs_.find(org);
+  if (it == orgs_.end()) {
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare("SELECT time_zone FROM organizations WHERE id=?"));
+    s->Bind(1, org);
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) {
+      s->Reset();
+      return MakeError(ErrorCode::kNotFound, fmt::format("no organisation {}", org));
+    }
+    std::string tz = s->Text(0);
+    s->Reset();
+    OS_ASSIGN_OR_RETURN(TimeZone zone, TimeZone::Load(tz));
+    OrgState state;
+    state.days.emplace(zone);
+    OS_ASSIGN_OR_RETURN(state.policy, LoadPolicy(wdb_.get(), org));
+    it = orgs_.emplace(org, std::move(state)).first;
+  }
+  OrgState& st = it->second;
+  if (st.computed_at == kNoTs || now - st.computed_at > kMsPerMinute || now < st.computed_at) {
+    auto cutoff = RetentionCutoff(st.policy.For(DataClass::kRawReadings), now);
+    st.raw_cutoff = cutoff ? *cutoff : kNoTs;
+    st.computed_at = now;
+  }
+  return &st;
+}
+
+Result<bool> SqliteStore::ExistsOnDisk(std::int64_t series, TimestampMs ts) {
+  if (dup_chunk_series_ != series || ts < dup_chunk_start_ || ts > dup_chunk_end_) {
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+        "SELECT start_ts, end_ts, data FROM chunks WHERE series_id=? AND start_ts<=? "
+        "ORDER BY start_ts DESC LIMIT 1"));
+    s->Bind(1, series).Bind(2, ts);
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row || s->Int(1) < ts) {
+      s->Reset();
+      return false;
+    }
+    dup_chunk_.clear();
+    auto st = DecodeChunkInto(s->Blob(2), &dup_chunk_);
+    dup_chunk_series_ = series;
+    dup_chunk_start_ = s->Int(0);
+    dup_chunk_end_ = s->Int(1);
+    s->Reset();
+    if (!st) {
+      dup_chunk_series_ = -1;
+      return tl::unexpected(st.error());
+    }
+  }
+  return std::binary_search(dup_chunk_.begin(), dup_chunk_.end(), Sample{ts, 0},
+                            [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+}
+
+void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
+  const TimestampMs now = clock_->NowMs();
+  RefreshCaches(now);
+  std::vector<IngestResult> results(group.size());
+  std::vector<PendingSample> pending;
+  std::unordered_set<std::pair<std::int64_t, TimestampMs>, PairHash> slow_keys;
+  std::vector<std::string> created_series;
+  std::vector<std::pair<std::int64_t, TimestampMs>> touched_max;  // to undo on failure
+
+  auto fail_all = [&](const Error& e) {
+    for (const auto& key : created_series) {
+      auto it = series_by_key_.find(key);
+      if (it != series_by_key_.end()) {
+        series_org_.erase(it->second.id);
+        series_by_key_.erase(it);
+      }
+    }
+    for (auto it = touched_max.rbegin(); it != touched_max.rend(); ++it) {
+      seen_max_[it->first] = it->second;
+    }
+    for (auto& job : group) job.promise.set_value(tl::unexpected(e));
+  };
+
+  auto txn = Transaction::Begin(wdb_.get());
+  if (!txn) return fail_all(txn.error());
+
+  auto process = [&]() -> Status {
+    for (std::size_t j = 0; j < group.size(); ++j) {
+      IngestJob& job = group[j];
+      IngestResult& res = results[j];
+      auto org_state = WriterOrg(job.org, now);
+      if (!org_state) {
+        if (org_state.error().code != ErrorCode::kNotFound) return tl::unexpected(org_state.error());
+        for (std::size_t i = 0; i < job.readings.size(); ++i) {
+          res.rejected.push_back({i, RejectReason::kUnknownDevice,
+                                  fmt::format("organisation {} does not exist", job.org)});
+        }
+        continue;
+      }
+      const TimestampMs raw_cutoff = (*org_state)->raw_cutoff;
+      for (std::size_t i = 0; i < job.readings.size(); ++i) {
+        const Reading& r = job.readings[i];
+        auto reject = [&](RejectReason why, std::string msg) {
+          res.rejected.push_back({i, why, std::move(msg)});
+        };
+        if (!std::isfinite(r.value)) {
+          reject(RejectReason::kNotFinite, "value is NaN or infinite");
+          continue;
+        }
+        if (r.ts > now + kMaxFutureSkewMs) {
+          reject(RejectReason::kInFuture, fmt::format("timestamp {} is more than 5 minutes in the future",
+                                                      FormatRfc3339(r.ts)));
+          continue;
+        }
+        if (r.ts < raw_cutoff) {
+          reject(RejectReason::kOlderThanRetention,
+                 fmt::format("timestamp {} is older than the raw-reading retention (before {})",
+                             FormatRfc3339(r.ts), FormatRfc3339(raw_cutoff)));
+          continue;
+        }
+        if (!IsValidMetricName(r.metric)) {
+          reject(RejectReason::kBadMetricName,
+                 "metric names are 1-64 characters of a-z 0-9 _ . - starting with a letter or digit");
+          continue;
+        }
+        if (!r.unit.empty() && !IsKnownUnit(r.unit)) {
+          reject(RejectReason::kUnknownUnit, fmt::format("unknown unit '{}'", r.unit.substr(0, 32)));
+          continue;
+        }
+        OS_ASSIGN_OR_RETURN(const DeviceState* dev, WriterDevice(r.device));
+        if (dev == nullptr || dev->org != job.org) {
+          reject(RejectReason::kUnknownDevice, fmt::format("no device {} in this organisation", r.device));
+          continue;
+        }
+        if (dev->decommissioned) {
+          reject(RejectReason::kDeviceDecommissioned, fmt::format("device {} is decommissioned", r.device));
+          continue;
+        }
+        std::string key = SeriesKey(r.device, r.metric);
+        auto sit = series_by_key_.find(key);
+        std::int64_t sid;
+        if (sit == series_by_key_.end()) {
+          std::string unit = r.unit;
+          if (unit.empty()) unit = std::string(DefaultUnitFor(r.metric).value_or(""));
+          OS_ASSIGN_OR_RETURN(Stmt * ins, wdb_->Prepare(
+              "INSERT INTO series(device_id, metric, unit) VALUES(?,?,?)"));
+          OS_RETURN_IF_ERROR(ins->Bind(1, r.device).Bind(2, r.metric).Bind(3, unit).Run());
+          sid = wdb_->LastInsertRowid();
+          series_by_key_.emplace(key, SeriesState{sid, unit});
+          series_org_[sid] = job.org;
+          created_series.push_back(key);
+          EnsureHeadSize(sid);
+        } else {
+          sid = sit->second.id;
+          if (!r.unit.empty() && r.unit != sit->second.unit) {
+            reject(RejectReason::kUnitMismatch,
+                   fmt::format("{} of device {} is recorded in '{}', not '{}'", r.metric, r.device,
+                               sit->second.unit, r.unit.substr(0, 32)));
+            continue;
+          }
+        }
+        // Duplicate? Fast path: newer than anything seen for the series.
+        TimestampMs& seen = seen_max_[sid];
+        if (r.ts > seen) {
+          touched_max.emplace_back(sid, seen);
+          seen = r.ts;
+          pending.push_back({sid, r.ts, r.value});
+          continue;
+        }
+        std::pair<std::int64_t, TimestampMs> k{sid, r.ts};
+        if (slow_keys.empty() && !pending.empty()) {
+          for (const auto& p : pending) slow_keys.insert({p.series, p.ts});
+        }
+        bool dup = slow_keys.count(k) > 0;
+        if (!dup) {
+          const auto& hs = head_[sid].samples;
+          dup = std::binary_search(hs.begin(), hs.end(), Sample{r.ts, 0},
+                                   [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+        }
+        if (!dup && r.ts <= head_[sid].chunk_max_ts) {
+          OS_ASSIGN_OR_RETURN(dup, ExistsOnDisk(sid, r.ts));
+        }
+        if (dup) {
+          ++res.duplicates;
+          continue;
+        }
+        pending.push_back({sid, r.ts, r.value});
+        slow_keys.insert(k);
+      }
+      // Fast-path keys added after slow_keys was built must be in it too.
+      if (!slow_keys.empty()) {
+        for (const auto& p : pending) slow_keys.insert({p.series, p.ts});
+      }
+    }
+    if (pending.empty()) return Ok();
+    std::string blob;
+    blob.reserve(pending.size() * 12 + 8);
+    PutVarint(&blob, pending.size());
+    std::uint64_t prev = 0;
+    for (const auto& p : pending) {
+      PutVarint(&blob, static_cast<std::uint64_t>(p.series));
+      PutVarint(&blob, ZigZag(static_cast<std::int64_t>(static_cast<std::uint64_t>(p.ts) - prev)));
+      prev = static_cast<std::uint64_t>(p.ts);
+      auto bits = std::bit_cast<std::uint64_t>(p.value);
+      blob.append(reinterpret_cast<const char*>(&bits), 8);
+    }
+    OS_ASSIGN_OR_RETURN(Stmt * log, wdb_->Prepare(
+        "INSERT INTO reading_log(created_at, entries) VALUES(?,?)"));
+    return log->Bind(1, now).BindBlob(2, blob).Run();
+  };
+
+  Status st = process();
+  if (st) st = txn->Commit();
+  if (!st) {
+    spdlog::error("store: commit of {} batches failed: {}", group.size(), st.error().message);
+    return fail_all(st.error());
+  }
+  // Durable: publish to the head, then acknowledge.
+  {
+    std::unique_lock lock(head_mu_);
+    std::vector<std::int64_t> unsorted;
+    for (const auto& p : pending) {
+      auto& v = head_[p.series].samples;
+      if (!v.empty() && p.ts < v.back().ts) unsorted.push_back(p.series);
+      v.push_back(Sample{p.ts, p.value});
+    }
+    std::sort(unsorted.begin(), unsorted.end());
+    unsorted.erase(std::unique(unsorted.begin(), unsorted.end()), unsorted.end());
+    for (auto sid : unsorted) {
+      auto& v = head_[sid].samples;
+      std::sort(v.begin(), v.end(), [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+    }
+  }
+  if (!pending.empty() && oldest_log_at_ == kNoTs) oldest_log_at_ = now;
+  head_count_.fetch_add(static_cast<std::int64_t>(pending.size()));
+  // Every record has exactly one fate: accepted = the rest.
+  for (std::size_t j = 0; j < group.size(); ++j) {
+    IngestResult& res = results[j];
+    res.accepted = group[j].readings.size() - res.duplicates - res.rejected.size();
+    group[j].promise.set_value(std::move(res));
+  }
+}
+
+// ================================================================================================
+// Compaction: head -> chunks + rollups
+
+Status SqliteStore::MaybeFlush(bool force) {
+  if (head_count_ == 0) return Ok();
+  TimestampMs now = clock_->NowMs();
+  bool due = force || static_cast<std::size_t>(head_count_.load()) >= options_.head_flush_readings ||
+             (oldest_log_at_ != kNoTs && now - oldest_log_at_ >= options_.head_flush_age_ms);
+  return due ? Flush() : Ok();
+}
+
+Result<OrgId> SqliteStore::SeriesOrg(std::int64_t series) {
+  auto it = series_org_.find(series);
+  if (it == series_org_.end()) {
+    return MakeError(ErrorCode::kInternal, fmt::format("series {} has no organisation", series));
+  }
+  return it->second;
+}
+
+Status SqliteStore::WriteChunks(std::int64_t series, std::span<const Sample> samples) {
+  OS_ASSIGN_OR_RETURN(Stmt * ins, wdb_->Prepare(
+      "INSERT INTO chunks(series_id, start_ts, end_ts, count, data) VALUES(?,?,?,?,?)"));
+  std::size_t n = samples.size();
+  std::size_t pieces = (n + kChunkMax - 1) / kChunkMax;
+  for (std::size_t p = 0; p < pieces; ++p) {
+    std::size_t begin = n * p / pieces, end = n * (p + 1) / pieces;
+    auto part = samples.subspan(begin, end - begin);
+    OS_RETURN_IF_ERROR(ins->Bind(1, series)
+                           .Bind(2, part.front().ts)
+                           .Bind(3, part.back().ts)
+                           .Bind(4, static_cast<std::int64_t>(part.size()))
+                           .BindBlob(5, EncodeChunk(part))
+                           .Run());
+  }
+  return Ok();
+}
+
+Result<std::vector<Sample>> SqliteStore::MergeIntoChunks(std::int64_t series,
+                                                         std::span<const Sample> add) {
+  const TimestampMs lo = add.front().ts, hi = add.back().ts;
+  // Chunks overlapping [lo, hi], plus the last chunk when it is small and everything is newer.
+  OS_ASSIGN_OR_RETURN(Stmt * sel, wdb_->Prepare(
+      "SELECT start_ts, end_ts, count, data FROM chunks WHERE series_id=?1 AND start_ts<=?3 AND "
+      "start_ts>=coalesce((SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) "
+      "ORDER BY start_ts"));
+  sel->Bind(1, series).Bind(2, lo).Bind(3, hi);
+  std::vector<Sample> existing;
+  std::vector<TimestampMs> remove;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, sel->Step());
+    if (!row) break;
+    bool overlaps = sel->Int(1) >= lo;
+    bool small_tail = static_cast<std::size_t>(sel->Int(2)) < kChunkMergeBelow;
+    if (!overlaps && !small_tail) continue;
+    auto st = DecodeChunkInto(sel->Blob(3), &existing);
+    if (!st) {
+      sel->Reset();
+      return tl::unexpected(st.error());
+    }
+    remove.push_back(sel->Int(0));
+  }
+  sel->Reset();
+  std::vector<Sample> added;
+  std::vector<Sample> merged;
+  if (existing.empty()) {
+    added.assign(add.begin(), add.end());
+    merged = added;
+  } else {
+    merged.reserve(existing.size() + add.size());
+    std::size_t i = 0, j = 0;
+    while (i < existing.size() || j < add.size()) {
+      if (j == add.size() || (i < existing.size() && existing[i].ts < add[j].ts)) {
+        merged.push_back(existing[i++]);
+      } else if (i == existing.size() || add[j].ts < existing[i].ts) {
+        added.push_back(add[j]);
+        merged.push_back(add[j++]);
+      } else {  // same timestamp: the stored reading wins (ingest already refused duplicates)
+        merged.push_back(existing[i++]);
+        ++j;
+      }
+    }
+    OS_ASSIGN_OR_RETURN(Stmt * del, wdb_->Prepare("DELETE FROM chunks WHERE series_id=? AND start_ts=?"));
+    for (TimestampMs start : remove) OS_RETURN_IF_ERROR(del->Bind(1, series).Bind(2, start).Run());
+  }
+  OS_RETURN_IF_ERROR(WriteChunks(series, merged));
+  return added;
+}
+
+Status SqliteStore::AddRollups(std::int64_t series, std::span<const Sample> samples) {
+  if (samples.empty()) return Ok();
+  OS_ASSIGN_OR_RETURN(OrgId org, SeriesOrg(series));
+  OS_ASSIGN_OR_RETURN(OrgState * os, WriterOrg(org, clock_->NowMs()));
+  static const std::string kUpsert[3] = {UpsertRollupSql("rollup_5m"), UpsertRollupSql("rollup_1h"),
+                                         UpsertRollupSql("rollup_1d")};
+  for (int level = 0; level < 3; ++level) {
+    std::vector<std::pair<TimestampMs, RollupAgg>> aggs;
+    if (level == 0) aggs = Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket5m); });
+    if (level == 1) aggs = Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket1h); });
+    if (level == 2) aggs = Aggregate(samples, [&](TimestampMs t) { return os->days->DayStart(t); });
+    OS_ASSIGN_OR_RETURN(Stmt * up, wdb_->Prepare(kUpsert[level].c_str()));
+    for (const auto& [bucket, a] : aggs) {
+      OS_RETURN_IF_ERROR(up->Bind(1, series)
+                             .Bind(2, bucket)
+                             .Bind(3, a.count)
+                             .Bind(4, a.sum)
+                             .Bind(5, a.min)
+                             .Bind(6, a.max)
+                             .Bind(7, a.first_ts)
+                             .Bind(8, a.last_ts)
+                             .Run());
+    }
+  }
+  return Ok();
+}
+
+Status SqliteStore::Flush() {
+  if (head_count_ == 0) return Ok();
+  RefreshCaches(clock_->NowMs());
+  OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
+  OS_ASSIGN_OR_RETURN(Stmt * upd, wdb_->Prepare(
+      "UPDATE series SET chunk_max_ts=max(coalesce(chunk_max_ts, ?2), ?2) WHERE id=?1"));
+  std::vector<std::pair<std::int64_t, TimestampMs>> new_max;
+  for (std::size_t sid = 0; sid < head_.size(); ++sid) {
+    const auto& samples = head_[sid].samples;
+    if (samples.empty()) continue;
+    auto id = static_cast<std::int64_t>(sid);
+    OS_ASSIGN_OR_RETURN(std::vector<Sample> added, MergeIntoChunks(id, samples));
+    OS_RETURN_IF_ERROR(AddRollups(id, added));
+    OS_RETURN_IF_ERROR(upd->Bind(1, id).Bind(2, samples.back().ts).Run());
+    new_max.emplace_back(id, std::max(head_[sid].chunk_max_ts, samples.back().ts));
+  }
+  OS_RETURN_IF_ERROR(wdb_->Exec("DELETE FROM reading_log"));
+  {
+    // Readers see either the head or the chunks, never both and never neither.
+    std::unique_lock lock(head_mu_);
+    OS_RETURN_IF_ERROR(txn.Commit());
+    for (auto& h : head_) {
+      h.samples.clear();
+      h.samples.shrink_to_fit();
+    }
+    for (auto [id, max] : new_max) head_[id].chunk_max_ts = max;
+  }
+  head_count_ = 0;
+  oldest_log_at_ = kNoTs;
+  dup_chunk_series_ = -1;
+  return Ok();
+}
+
+Status SqliteStore::Compact() {
+  OS_RETURN_IF_ERROR(RequireWriter("compaction"));
+  return RunOnWriter([this]() -> Status {
+    OS_RETURN_IF_ERROR(Flush());
+    OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
+    OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA incremental_vacuum"));
+    return wdb_->Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  });
+}
+
+// ================================================================================================
+// Queries
+
+Result<OrgId> SqliteStore::DeviceOrg(Db* db, DeviceId id) {
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare("SELECT org_id FROM devices WHERE id=?"));
+  s->Bind(1, id);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  OrgId org = row ? s->Int(0) : -1;
+  s->Reset();
+  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", id));
+  return org;
+}
+
+Result<TimeZone> SqliteStore::ZoneOf(Db* db, OrgId org) {
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare("SELECT time_zone FROM organizations WHERE id=?"));
+  s->Bind(1, org);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  std::string name = row ? s->Text(0) : "UTC";
+  s->Reset();
+  std::lock_guard lock(zones_mu_);
+  auto it = zones_.find(name);
+  if (it != zones_.end()) return it->second;
+  OS_ASSIGN_OR_RETURN(TimeZone zone, TimeZone::Load(name));
+  zones_.emplace(name, zone);
+  return zone;
+}
+
+Result<SeriesResult> SqliteStore::QuerySeries(const SeriesQuery& q) {
+  if (q.to <= q.from) {
+    return MakeError(ErrorCode::kInvalidArgument, "'to' must be after 'from' (the range is [from, to))");
+  }
+  OS_ASSIGN_OR_RETURN(ReaderLease db, AcquireReader());
+  auto dev_org = DeviceOrg(db.get(), q.device);
+  if (!dev_org || *dev_org != q.org) {
+    return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", q.device));
+  }
+  SeriesResult out;
+  out.device = q.device;
+  out.metric = q.metric;
+  out.resolution = q.resolution == Resolution::kAuto ? PickResolution(q.from, q.to) : q.resolution;
+  OS_ASSIGN_OR_RETURN(Stmt * ss, db->Prepare("SELECT id, unit FROM series WHERE device_id=? AND metric=?"));
+  ss->Bind(1, q.device).Bind(2, q.metric);
+  OS_ASSIGN_OR_RETURN(bool have_series, ss->Step());
+  std::int64_t sid = have_series ? ss->Int(0) : -1;
+  out.unit = have_series ? ss->Text(1) : std::string(DefaultUnitFor(q.metric).value_or(""));
+  ss->Reset();
+  if (!have_series) return out;
+
+  std::optional<TimeZone> zone;
+  if (out.resolution == Resolution::k1d) {
+    OS_ASSIGN_OR_RETURN(zone, ZoneOf(db.get(), q.org));
+  }
+  // One snapshot: the shared head lock keeps a compaction from moving readings between the
+  // chunks we read and the head we read.
+  std::shared_lock head_lock(head_mu_);
+  OS_RETURN_IF_ERROR(db->Exec("BEGIN"));
+  struct EndRead {
+    Db* db;
+    ~EndRead() { (void)db->Exec("COMMIT"); }
+  } end_read{db.get()};
+  std::span<const Sample> head;
+  if (static_cast<std::size_t>(sid) < head_.size()) head = head_[sid].samples;
+
+  if (out.resolution == Resolution::kRaw) {
+    OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+        "SELECT data FROM chunks WHERE series_id=?1 AND start_ts<?3 AND start_ts>=coalesce("
+        "(SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) "
+        "ORDER BY start_ts"));
+    s->Bind(1, sid).Bind(2, q.from).Bind(3, q.to);
+    std::vector<Sample> samples;
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      auto st = DecodeChunkInto(s->Blob(0), &samples);
+      if (!st) {
+        s->Reset();
+        return tl::unexpected(st.error());
+      }
+      if (samples.size() > kMaxRawPoints) {
+        s->Reset();
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "too many raw points in this range; ask for resolution 5m, 1h, 1d or auto");
+      }
+    }
+    s->Reset();
+    auto in_range = [&](const Sample& x) { return x.ts >= q.from && x.ts < q.to; };
+    std::vector<Sample> merged;
+    auto lo = std::lower_bound(head.begin(), head.end(), Sample{q.from, 0},
+                               [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+    auto hi = std::lower_bound(head.begin(), head.end(), Sample{q.to, 0},
+                               [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+    merged.reserve(samples.size() + static_cast<std::size_t>(hi - lo));
+    std::merge(samples.begin(), samples.end(), lo, hi, std::back_inserter(merged),
+               [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+    out.points.reserve(merged.size());
+    for (const Sample& x : merged) {
+      if (in_range(x)) out.points.push_back(SeriesPoint{x.ts, x.value, x.value, x.value, 1});
+    }
+    return out;
+  }
+
+  TimestampMs width = out.resolution == Resolution::k5m ? kBucket5m : kBucket1h;
+  std::optional<DayBucketer> days;
+  if (zone) days.emplace(*zone);
+  auto bucket_of = [&](TimestampMs t) {
+    return days ? days->DayStart(t) : FloorTo(t, width);
+  };
+  TimestampMs first_bucket = bucket_of(q.from);
+  const char* sql = out.resolution == Resolution::k5m
+                        ? "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_5m "
+                          "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket"
+                    : out.resolution == Resolution::k1h
+                        ? "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_1h "
+                          "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket"
+                        : "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_1d "
+                          "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket";
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(sql));
+  s->Bind(1, sid).Bind(2, first_bucket).Bind(3, q.to);
+  std::map<TimestampMs, RollupAgg> buckets;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    RollupAgg a;
+    a.count = s->Int(1);
+    a.sum = s->Double(2);
+    a.min = s->Double(3);
+    a.max = s->Double(4);
+    a.first_ts = s->Int(5);
+    a.last_ts = s->Int(6);
+    buckets[s->Int(0)] = a;
+  }
+  s->Reset();
+  // The head's readings of the same buckets (recent data not yet compacted).
+  auto lo = std::lower_bound(head.begin(), head.end(), Sample{first_bucket, 0},
+                             [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+  for (auto it = lo; it != head.end() && bucket_of(it->ts) < q.to; ++it) {
+    buckets[bucket_of(it->ts)].Add(it->ts, it->value);
+  }
+  out.points.reserve(buckets.size());
+  for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
+  return out;
+}
+
+Result<StoreStats> SqliteStore::Stats() {
+  OS_ASSIGN_OR_RETURN(ReaderLease db, AcquireReader());
+  StoreStats st;
+  st.head_readings = head_count_.load();
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+      "SELECT count(*), coalesce(sum(count),0), (SELECT count(*) FROM series) FROM chunks"));
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (row) {
+    st.chunks = s->Int(0);
+    st.chunk_readings = s->Int(1);
+    st.series = s->Int(2);
+  }
+  s->Reset();
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal"}) {
+    auto size = std::filesystem::file_size(path_ + suffix, ec);
+    if (!ec) st.file_bytes += static_cast<std::int64_t>(size);
+  }
+  return st;
+}
+
+// ================================================================================================
+// Rollup rebuild
+
+Status SqliteStore::RebuildSeries(std::int64_t series, OrgId org, TimestampMs from, TimestampMs to,
+                                  bool days_only) {
+  OS_ASSIGN_OR_RETURN(OrgState * os, WriterOrg(org, clock_->NowMs()));
+  const TimeZone& zone = os->days->zone();
+  auto del = [&](const char* table, TimestampMs a, TimestampMs b) -> Status {
+    OS_ASSIGN_OR_RETURN(Stmt s, wdb_->PrepareOnce(fmt::format(
+        "DELETE FROM {} WHERE series_id=? AND bucket>=? AND bucket<?", table)));
+    return s.Bind(1, series).Bind(2, a).Bind(3, b).Run();
+  };
+  auto insert = [&](const char* table, const std::vector<std::pair<TimestampMs, RollupAgg>>& aggs) -> Status {
+    OS_ASSIGN_OR_RETURN(Stmt s, wdb_->PrepareOnce(fmt::format(
+        "INSERT INTO {}(series_id,bucket,count,sum,min,max,first_ts,last_ts) VALUES(?,?,?,?,?,?,?,?)",
+        table)));
+    for (const auto& [b, a] : aggs) {
+      OS_RETURN_IF_ERROR(s.Bind(1, series).Bind(2, b).Bind(3, a.count).Bind(4, a.sum).Bind(5, a.min)
+                             .Bind(6, a.max).Bind(7, a.first_ts).Bind(8, a.last_ts).Run());
+    }
+    return Ok();
+  };
+  // Reads 5-minute rollups in [a, b) and regroups them.
+  auto regroup_5m = [&](TimestampMs a, TimestampMs b, auto bucket_of)
+      -> Result<std::vector<std::pair<TimestampMs, RollupAgg>>> {
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+        "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_5m "
+        "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket"));
+    s->Bind(1, series).Bind(2, a).Bind(3, b);
+    std::vector<std::pair<TimestampMs, RollupAgg>> out;
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      RollupAgg x;
+      x.count = s->Int(1);
+      x.sum = s->Double(2);
+      x.min = s->Double(3);
+      x.max = s->Double(4);
+      x.first_ts = s->Int(5);
+      x.last_ts = s->Int(6);
+      TimestampMs bucket = bucket_of(s->Int(0));
+      if (out.empty() || out.back().first != bucket) out.emplace_back(bucket, RollupAgg{});
+      out.back().second.Merge(x);
+    }
+    s->Reset();
+    return out;
+  };
+
+  if (!days_only) {
+    // 5m from raw chunks.
+    TimestampMs a = FloorTo(from, kBucket5m), b = CeilTo(to, kBucket5m);
+    OS_RETURN_IF_ERROR(del("rollup_5m", a, b));
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+        "SELECT data FROM chunks WHERE series_id=?1 AND start_ts<?3 AND start_ts>=coalesce("
+        "(SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) ORDER BY start_ts"));
+    s->Bind(1, series).Bind(2, a).Bind(3, b);
+    std::vector<Sample> samples;
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      auto st = DecodeChunkInto(s->Blob(0), &samples);
+      if (!st) {
+        s->Reset();
+        return tl::unexpected(st.error());
+      }
+    }
+    s->Reset();
+    std::erase_if(samples, [&](const Sample& x) { return x.ts < a || x.ts >= b; });
+    OS_RETURN_IF_ERROR(insert("rollup_5m", Aggregate(samples, [](TimestampMs t) {
+                                return FloorTo(t, kBucket5m);
+                              })));
+    // 1h from 5m.
+    TimestampMs ha = FloorTo(from, kBucket1h), hb = CeilTo(to, kBucket1h);
+    OS_RETURN_IF_ERROR(del("rollup_1h", ha, hb));
+    OS_ASSIGN_OR_RETURN(auto hours, regroup_5m(ha, hb, [](TimestampMs t) { return FloorTo(t, kBucket1h); }));
+    OS_RETURN_IF_ERROR(insert("rollup_1h", hours));
+  }
+  // 1d from 5m (1h cannot serve zones with 30- or 45-minute offsets), only for days whose
+  // 5-minute rollups are still kept.
+  auto cutoff5m = RetentionCutoff(os->policy.For(DataClass::kRollup5m), clock_->NowMs());
+  TimestampMs da = zone.DayOf(std::max(from, cutoff5m ? *cutoff5m : from)).start;
+  if (cutoff5m && da < *cutoff5m) da = zone.DayOf(*cutoff5m).end;
+  TimestampMs db = to >= std::numeric_limits<TimestampMs>::max() / 8 ? to : zone.DayOf(to - 1).end;
+  if (da < db) {
+    OS_RETURN_IF_ERROR(del("rollup_1d", da, db));
+    DayBucketer days(zone);
+    OS_ASSIGN_OR_RETURN(auto d, regroup_5m(da, db, [&](TimestampMs t) { return days.DayStart(t); }));
+    OS_RETURN_IF_ERROR(insert("rollup_1d", d));
+  }
+  return Ok();
+}
+
+Status SqliteStore::RebuildRollups(OrgId org, DeviceId device, TimestampMs from, TimestampMs to) {
+  if (to <= from) return MakeError(ErrorCode::kInvalidArgument, "'to' must be after 'from'");
+  OS_RETURN_IF_ERROR(GetDevice(org, device));
+  OS_RETURN_IF_ERROR(RequireWriter("rebuilding rollups"));
+  return RunOnWriter([&]() -> Status {
+    OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare("SELECT id FROM series WHERE device_id=?"));
+    s->Bind(1, device);
+    std::vector<std::int64_t> ids;
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      ids.push_back(s->Int(0));
+    }
+    s->Reset();
+    for (auto sid : ids) OS_RETURN_IF_ERROR(RebuildSeries(sid, org, from, to, false));
+    return txn.Commit();
+  });
+}
+
+// ================================================================================================
+// Retention
+
+Result<std::int64_t> SqliteStore::RetentionStepRaw(OrgId org, TimestampMs cutoff) {
+  // Up to kRetentionStep chunks that start before the cutoff, in one transaction.
+  OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
+  OS_ASSIGN_OR_RETURN(Stmt * sel, wdb_->Prepare(
+      "SELECT c.series_id, c.start_ts, c.end_ts, c.count, c.data FROM chunks c "
+      "JOIN series s ON s.id=c.series_id JOIN devices d ON d.id=s.device_id "
+      "WHERE d.org_id=? AND c.start_ts<? LIMIT ?"));
+  sel->Bind(1, org).Bind(2, cutoff).Bind(3, kRetentionStep);
+  struct Row {
+    std::int64_t series;
+    TimestampMs start, end;
+    std::int64_t count;
+    std::string data;
+  };
+  std::vector<Row> rows;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, sel->Step());
+    if (!row) break;
+    rows.push_back({sel->Int(0), sel->Int(1), sel->Int(2), sel->Int(3), std::string(sel->Blob(4))});
+  }
+  sel->Reset();
+  OS_ASSIGN_OR_RETURN(Stmt * del, wdb_->Prepare("DELETE FROM chunks WHERE series_id=? AND start_ts=?"));
+  std::int64_t deleted = 0;
+  for (const Row& r : rows) {
+    OS_RETURN_IF_ERROR(del->Bind(1, r.series).Bind(2, r.start).Run());
+    if (r.end < cutoff) {
+      deleted += r.count;
+      continue;
+    }
+    OS_ASSIGN_OR_RETURN(std::vector<Sample> samples, DecodeChunk(r.data));
+    std::size_t before = samples.size();
+    std::erase_if(samples, [&](const Sample& x) { return x.ts < cutoff; });
+    deleted += static_cast<std::int64_t>(before - samples.size());
+    if (!samples.empty()) OS_RETURN_IF_ERROR(WriteChunks(r.series, samples));
+  }
+  OS_RETURN_IF_ERROR(txn.Commit());
+  return deleted;
+}
+
+Result<std::int64_t> SqliteStore::RetentionStepRollup(OrgId org, int level, TimestampMs cutoff) {
+  OS_ASSIGN_OR_RETURN(Stmt s, wdb_->PrepareOnce(fmt::format(
+      "DELETE FROM {0} WHERE (series_id, bucket) IN (SELECT r.series_id, r.bucket FROM {0} r "
+      "JOIN series s ON s.id=r.series_id JOIN devices d ON d.id=s.device_id "
+      "WHERE d.org_id=? AND r.bucket<? LIMIT ?)",
+      kRollupTables[level])));
+  OS_RETURN_IF_ERROR(s.Bind(1, org).Bind(2, cutoff).Bind(3, kRetentionStep).Run());
+  return static_cast<std::int64_t>(wdb_->Changes());
+}
+
+Result<std::int64_t> SqliteStore::RetentionCount(Db* db, OrgId org, DataClass c, TimestampMs cutoff) {
+  if (c == DataClass::kRawReadings) {
+    OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+        "SELECT c.end_ts, c.count, c.data FROM chunks c JOIN series s ON s.id=c.series_id "
+        "JOIN devices d ON d.id=s.device_id WHERE d.org_id=? AND c.start_ts<?"));
+    s->Bind(1, org).Bind(2, cutoff);
+    std::int64_t n = 0;
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      if (s->Int(0) < cutoff) {
+        n += s->Int(1);
+      } else {
+        auto samples = DecodeChunk(s->Blob(2));
+        if (samples) n += std::count_if(samples->begin(), samples->end(),
+                                        [&](const Sample& x) { return x.ts < cutoff; });
+      }
+    }
+    s->Reset();
+    return n;
+  }
+  int level = c == DataClass::kRollup5m ? 0 : c == DataClass::kRollup1h ? 1 : 2;
+  OS_ASSIGN_OR_RETURN(Stmt s, db->PrepareOnce(fmt::format(
+      "SELECT count(*) FROM {} r JOIN series s ON s.id=r.series_id JOIN devices d ON "
+      "d.id=s.device_id WHERE d.org_id=? AND r.bucket<?",
+      kRollupTables[level])));
+  s.Bind(1, org).Bind(2, cutoff);
+  OS_ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? s.Int(0) : 0;
+}
+
+Result<RetentionReport> SqliteStore::RunRetention(bool dry_run) {
+  if (!dry_run) {
+    OS_RETURN_IF_ERROR(RequireWriter("the retention job"));
+    // Compact first so that every reading is in a chunk the job can see.
+    OS_RETURN_IF_ERROR(RunOnWriter([this] { return Flush(); }));
+  }
+  RetentionReport report;
+  report.dry_run = dry_run;
+  for (DataClass c : kAllDataClasses) report.classes.push_back({c, 0});
+  OS_ASSIGN_OR_RETURN(auto orgs, ListOrganizations());
+  OS_ASSIGN_OR_RETURN(ReaderLease reader, AcquireReader());
+  const TimestampMs now = clock_->NowMs();
+  for (const Organization& org : orgs) {
+    OS_ASSIGN_OR_RETURN(RetentionPolicy policy, GetRetentionPolicy(org.id));
+    for (auto& entry : report.classes) {
+      DataClass c = entry.data_class;
+      if (c != DataClass::kRawReadings && c != DataClass::kRollup5m && c != DataClass::kRollup1h &&
+          c != DataClass::kRollup1d) {
+        continue;  // alert events are kept forever; the log tables arrive with their modules
+      }
+      auto cutoff = RetentionCutoff(policy.For(c), now);
+      if (!cutoff) continue;
+      if (dry_run) {
+        OS_ASSIGN_OR_RETURN(std::int64_t n, RetentionCount(reader.get(), org.id, c, *cutoff));
+        entry.rows += n;
+        continue;
+      }
+      // Small transactions, each its own writer task: ingest interleaves between them.
+      while (true) {
+        std::int64_t n = 0;
+        bool more = false;
+        OS_RETURN_IF_ERROR(RunOnWriter([&]() -> Status {
+          if (c == DataClass::kRawReadings) {
+            OS_ASSIGN_OR_RETURN(OrgState * os, WriterOrg(org.id, now));
+            (void)os;
+            OS_ASSIGN_OR_RETURN(n, RetentionStepRaw(org.id, *cutoff));
+            more = n > 0;
+          } else {
+            int level = c == DataClass::kRollup5m ? 0 : c == DataClass::kRollup1h ? 1 : 2;
+            OS_ASSIGN_OR_RETURN(n, RetentionStepRollup(org.id, level, *cutoff));
+            more = n >= kRetentionStep;
+          }
+          return Ok();
+        }));
+        entry.rows += n;
+        if (!more) break;
+      }
+    }
+  }
+  return report;
+}
+
+// ================================================================================================
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const StoreOptions& options, const std::string& path) {
+  auto store = std::make_unique<SqliteStore>(options, path);
+  OS_RETURN_IF_ERROR(store->Open());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace opensense::store::sqlite

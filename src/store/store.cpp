@@ -1,0 +1,31 @@
+#include "store/store.hpp"
+
+#include <fmt/format.h>
+
+#include "store/sqlite/migrations.hpp"
+#include "store/sqlite/sqlite_store.hpp"
+
+namespace opensense::store {
+
+Result<std::unique_ptr<Store>> OpenStore(const StoreOptions& options) {
+  constexpr std::string_view kSqlite = "sqlite://";
+  const std::string& url = options.url;
+  if (url.rfind(kSqlite, 0) == 0) {
+    std::string path = url.substr(kSqlite.size());
+    if (path.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("store URL '{}' has no path: use sqlite:///path/opensense.db", url));
+    }
+    return sqlite::OpenSqliteStore(options, path);
+  }
+  if (url.rfind("postgres://", 0) == 0 || url.rfind("postgresql://", 0) == 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "the PostgreSQL store is not available in this build yet; use sqlite:///path");
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   fmt::format("unknown store URL '{}': use sqlite:///path/opensense.db", url));
+}
+
+int LatestSchemaVersion() { return sqlite::LatestVersion(); }
+
+}  // namespace opensense::store
