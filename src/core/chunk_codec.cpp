@@ -16,17 +16,29 @@ constexpr double kPow10[kMaxScale + 1] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7
 constexpr double kMaxExact = 9007199254740992.0;  // 2^53
 constexpr std::uint64_t kMaxSamples = 1u << 24;
 
-// Smallest decimal scale at which every value is an exact integer that maps back to itself.
+// True if `v` scaled by 10^scale is an integer below 2^53 that maps back to `v`. -0.0 passes and
+// decodes as +0.0: a fridge near 0 degrees reports "-0.0" often, and keeping the sign of zero is
+// not worth storing the whole chunk as raw doubles.
+bool ExactAtScale(double v, int scale) {
+  double scaled = v * kPow10[scale];
+  if (!(std::fabs(scaled) < kMaxExact)) return false;  // also refuses NaN and infinities
+  return std::nearbyint(scaled) / kPow10[scale] == v;
+}
+
+// Smallest decimal scale at which every value is an exact integer that maps back to itself,
+// or -1. Being exact at one scale does not imply being exact at a larger one (2^53 - 1 is exact
+// at scale 0, but (2^53 - 1) * 10 is not a double), so whenever a sample raises the scale every
+// sample is checked again at the new one.
 int FindScale(std::span<const Sample> samples) {
   int scale = 0;
-  for (const Sample& s : samples) {
-    while (true) {
-      double scaled = s.value * kPow10[scale];
-      if (std::fabs(scaled) < kMaxExact) {
-        double r = std::nearbyint(scaled);
-        if (r / kPow10[scale] == s.value) break;
+  bool raised = true;
+  while (raised) {
+    raised = false;
+    for (const Sample& s : samples) {
+      while (!ExactAtScale(s.value, scale)) {
+        if (++scale > kMaxScale) return -1;
+        raised = true;
       }
-      if (++scale > kMaxScale) return -1;
     }
   }
   return scale;
@@ -103,7 +115,7 @@ Status DecodeAppend(std::string_view in, std::vector<Sample>* out) {
   in.remove_prefix(1);
   std::uint64_t n = 0;
   if (!GetVarint(&in, &n) || n > kMaxSamples || n > in.size()) return Corrupt("count");
-  if (n == 0) return Ok();
+  if (n == 0) return in.empty() ? Ok() : Corrupt("trailing bytes");
   std::size_t base = out->size();
   out->resize(base + n);
   Sample* s = out->data() + base;

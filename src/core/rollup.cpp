@@ -3,11 +3,17 @@
 namespace opensense {
 
 Resolution PickResolution(TimestampMs from, TimestampMs to, std::int64_t min_points) {
-  TimestampMs span = to - from;
-  if (span <= 0) return Resolution::kRaw;
-  if (span / kMsPerDay >= min_points) return Resolution::k1d;
-  if (span / kBucket1h >= min_points) return Resolution::k1h;
-  if (span / kBucket5m >= min_points) return Resolution::k5m;
+  if (to <= from) return Resolution::kRaw;
+  // `from` and `to` come from a query and may be any int64: the span of [INT64_MIN, INT64_MAX)
+  // does not fit an int64, but always fits unsigned arithmetic once to > from.
+  const std::uint64_t span = static_cast<std::uint64_t>(to) - static_cast<std::uint64_t>(from);
+  // Widths are at least 5 minutes, so the bucket count is far below INT64_MAX.
+  auto buckets = [&](TimestampMs width) {
+    return static_cast<std::int64_t>(span / static_cast<std::uint64_t>(width));
+  };
+  if (buckets(kMsPerDay) >= min_points) return Resolution::k1d;
+  if (buckets(kBucket1h) >= min_points) return Resolution::k1h;
+  if (buckets(kBucket5m) >= min_points) return Resolution::k5m;
   return Resolution::kRaw;
 }
 

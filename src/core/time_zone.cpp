@@ -4,9 +4,11 @@
 #include <cctz/time_zone.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 
 namespace opensense {
 
@@ -36,6 +38,28 @@ tl::unexpected<Error> BadTimestamp(std::string_view text) {
                    fmt::format("'{}' is not a timestamp: use RFC 3339 (2024-01-20T10:00:00Z) "
                                "or epoch milliseconds",
                                text.substr(0, 64)));
+}
+
+// An IANA zone name: components of A-Z a-z 0-9 _ - + separated by single slashes. cctz would
+// also open an absolute path, "file:<any path>", "./" or "//" aliases of a zone, and Debian's
+// zoneinfo/localtime (a symlink to the host's zone); none of them is a zone an organisation may
+// name, and a path could make the server read any file (or block on a FIFO).
+bool IsIanaZoneName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name == "localtime") return false;
+  std::size_t component = 0;
+  for (std::size_t i = 0; i <= name.size(); ++i) {
+    if (i == name.size() || name[i] == '/') {
+      if (component == 0) return false;
+      component = 0;
+      continue;
+    }
+    char c = name[i];
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '+';
+    if (!ok) return false;
+    ++component;
+  }
+  return true;
 }
 
 }  // namespace
@@ -101,7 +125,8 @@ Result<TimestampMs> ParseTimestamp(std::string_view text) {
 
 std::string FormatRfc3339(TimestampMs ts) {
   SysMs tp{Ms{ts}};
-  return cctz::format("%Y-%m-%dT%H:%M:%E3SZ", tp, cctz::utc_time_zone());
+  // %E4Y: RFC 3339 years have four digits (0001, not 1), so ParseTimestamp reads them back.
+  return cctz::format("%E4Y-%m-%dT%H:%M:%E3SZ", tp, cctz::utc_time_zone());
 }
 
 struct TimeZone::Impl {
@@ -112,8 +137,7 @@ TimeZone::TimeZone(std::string name, std::shared_ptr<const Impl> impl)
     : name_(std::move(name)), impl_(std::move(impl)) {}
 
 Result<TimeZone> TimeZone::Load(std::string_view name) {
-  if (name.empty() || name.size() > 64 || name.find("..") != std::string_view::npos ||
-      name.front() == '/') {
+  if (!IsIanaZoneName(name)) {
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("'{}' is not an IANA time zone (e.g. Europe/Berlin)", name));
   }
@@ -145,8 +169,18 @@ Interval TimeZone::DayOf(TimestampMs ts) const {
   };
   auto start = midnight(day);
   auto end = midnight(day + 1);
-  auto to_ms = [](auto t) {
-    return std::chrono::duration_cast<Ms>(t.time_since_epoch()).count();
+  // Within a day of either end of the int64 range a midnight is not representable in ms (a
+  // query may send any epoch ms): saturate instead of overflowing.
+  auto to_ms = [](auto t) -> TimestampMs {
+    const std::int64_t secs =
+        std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+    if (secs > std::numeric_limits<TimestampMs>::max() / kMsPerSecond) {
+      return std::numeric_limits<TimestampMs>::max();
+    }
+    if (secs < std::numeric_limits<TimestampMs>::min() / kMsPerSecond) {
+      return std::numeric_limits<TimestampMs>::min();
+    }
+    return secs * kMsPerSecond;
   };
   return Interval{to_ms(start), to_ms(end)};
 }
@@ -157,14 +191,20 @@ std::string TimeZone::FormatLocal(TimestampMs ts, std::string_view format) const
 }
 
 TimestampMs SubtractCalendarMonthsUtc(TimestampMs ts, int months) {
-  TimestampMs day_index = FloorDiv(ts, kMsPerDay);
-  TimestampMs ms_of_day = ts - day_index * kMsPerDay;
-  cctz::civil_day d = cctz::civil_day(1970, 1, 1) + day_index;
+  cctz::civil_day d = cctz::civil_day(1970, 1, 1) + FloorDiv(ts, kMsPerDay);
   cctz::civil_month target = cctz::civil_month(d) - months;
   cctz::civil_day last_of_month = cctz::civil_day(target + 1) - 1;
   int day = std::min<int>(d.day(), last_of_month.day());
   cctz::civil_day result(target.year(), target.month(), day);
-  return (result - cctz::civil_day(1970, 1, 1)) * kMsPerDay + ms_of_day;
+  // Shift `ts` by whole days, which keeps the time of day. At most 31 days per month, so the
+  // shift fits an int64 for any int `months`; the sum saturates at the ends of the range.
+  const TimestampMs shift = (result - d) * kMsPerDay;
+  TimestampMs out = 0;
+  if (__builtin_add_overflow(ts, shift, &out)) {
+    return shift < 0 ? std::numeric_limits<TimestampMs>::min()
+                     : std::numeric_limits<TimestampMs>::max();
+  }
+  return out;
 }
 
 }  // namespace opensense
