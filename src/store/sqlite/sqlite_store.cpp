@@ -838,7 +838,8 @@ void SqliteStore::WriterLoop() {
 
 void SqliteStore::RefreshCaches(TimestampMs now) {
   std::uint64_t gen = meta_generation_.load();
-  if (gen != cached_generation_ || now - caches_loaded_at_ > kCacheTtlMs || now < caches_loaded_at_) {
+  if (gen != cached_generation_ || caches_loaded_at_ == kNoTs || now < caches_loaded_at_ ||
+      now - caches_loaded_at_ > kCacheTtlMs) {
     devices_.clear();
     orgs_.clear();
     cached_generation_ = gen;
@@ -881,7 +882,7 @@ Result<SqliteStore::OrgState*> SqliteStore::WriterOrg(OrgId org, TimestampMs now
     it = orgs_.emplace(org, std::move(state)).first;
   }
   OrgState& st = it->second;
-  if (st.computed_at == kNoTs || now - st.computed_at > kMsPerMinute || now < st.computed_at) {
+  if (st.computed_at == kNoTs || now < st.computed_at || now - st.computed_at > kMsPerMinute) {
     auto cutoff = RetentionCutoff(st.policy.For(DataClass::kRawReadings), now);
     st.raw_cutoff = cutoff ? *cutoff : kNoTs;
     st.computed_at = now;
