@@ -1,0 +1,226 @@
+// Helpers shared by the load drivers in bench/: a tiny SQLite wrapper for the bare baselines and
+// for inspecting files, temp directories, timing and number formatting. Not part of any module.
+#pragma once
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace opensense::bench {
+
+using Clock = std::chrono::steady_clock;
+
+inline double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// User + system CPU seconds of the whole process so far.
+inline double ProcessCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
+
+// Bytes this process handed to write()/pwrite() so far (the "wchar" line of /proc/self/io):
+// WAL frames, checkpoint copies and file extensions alike. -1 when unavailable.
+inline std::int64_t ProcessWrittenBytes() {
+  std::FILE* f = std::fopen("/proc/self/io", "r");
+  if (f == nullptr) return -1;
+  char line[128];
+  std::int64_t v = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    long long x = 0;
+    if (std::sscanf(line, "wchar: %lld", &x) == 1) v = x;
+  }
+  std::fclose(f);
+  return v;
+}
+
+// "1,234,567"
+inline std::string Thousands(std::int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v);
+  std::string out;
+  int n = 0;
+  for (auto it = digits.rbegin(); it != digits.rend(); ++it) {
+    if (n > 0 && n % 3 == 0) out.push_back(',');
+    out.push_back(*it);
+    ++n;
+  }
+  if (v < 0) out.push_back('-');
+  return {out.rbegin(), out.rend()};
+}
+
+// "912k", "1.45M" (rates)
+inline std::string Rate(double v) {
+  if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f}k", v / 1e3);
+  return fmt::format("{:.0f}", v);
+}
+
+inline double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// A directory under `parent` removed (with its content) when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& parent, std::string_view prefix = "opensense-bench-") {
+    std::string tmpl = fmt::format("{}/{}XXXXXX", parent, prefix);
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed under " + parent);
+    path_ = buf.data();
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+inline std::int64_t FileBytes(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<std::int64_t>(n);
+}
+
+// Minimal SQLite access for the baselines and for looking at a closed store's file.
+class Sql {
+ public:
+  explicit Sql(const std::string& path, bool read_only = false) {
+    int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+      std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close_v2(db_);
+      throw std::runtime_error(fmt::format("cannot open {}: {}", path, msg));
+    }
+  }
+  ~Sql() {
+    for (auto* s : stmts_) sqlite3_finalize(s);
+    sqlite3_close_v2(db_);
+  }
+  Sql(const Sql&) = delete;
+  Sql& operator=(const Sql&) = delete;
+
+  void Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err != nullptr ? err : "?";
+      sqlite3_free(err);
+      throw std::runtime_error(fmt::format("sqlite: {} (in: {})", msg, sql));
+    }
+  }
+  // Prepared statement owned by this object.
+  sqlite3_stmt* Prepare(const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(fmt::format("sqlite: {} (in: {})", sqlite3_errmsg(db_), sql));
+    }
+    stmts_.push_back(s);
+    return s;
+  }
+  void Step(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+      throw std::runtime_error(fmt::format("sqlite: {} (in: {})", sqlite3_errmsg(db_), sqlite3_sql(s)));
+    }
+    sqlite3_reset(s);
+  }
+  // Every row of a query as text cells.
+  std::vector<std::vector<std::string>> Rows(const std::string& sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      throw std::runtime_error(fmt::format("sqlite: {} (in: {})", sqlite3_errmsg(db_), sql));
+    }
+    std::vector<std::vector<std::string>> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      std::vector<std::string> row;
+      for (int i = 0; i < sqlite3_column_count(s); ++i) {
+        const auto* p = sqlite3_column_text(s, i);
+        row.emplace_back(p == nullptr ? "" : reinterpret_cast<const char*>(p));
+      }
+      out.push_back(std::move(row));
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) throw std::runtime_error(fmt::format("sqlite: {} (in: {})", sqlite3_errmsg(db_), sql));
+    return out;
+  }
+  std::int64_t Int(const std::string& sql) {
+    auto rows = Rows(sql);
+    if (rows.empty() || rows[0].empty() || rows[0][0].empty()) return 0;
+    return std::stoll(rows[0][0]);
+  }
+  bool HasCompileOption(std::string_view opt) {
+    for (const auto& r : Rows("PRAGMA compile_options")) {
+      if (!r.empty() && r[0] == opt) return true;
+    }
+    return false;
+  }
+  sqlite3* raw() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::vector<sqlite3_stmt*> stmts_;
+};
+
+// Where the pages of a closed database file go: one entry per table or index (dbstat).
+struct PageUse {
+  std::string name;
+  std::int64_t bytes = 0;    // pages x page size
+  std::int64_t payload = 0;  // bytes of row content in those pages
+};
+struct FileUse {
+  bool dbstat = false;  // false: only page_count/freelist figures are available
+  std::int64_t file_bytes = 0;
+  std::int64_t page_size = 0;
+  std::int64_t page_count = 0;
+  std::int64_t freelist = 0;
+  std::vector<PageUse> objects;  // largest first
+  std::int64_t BytesOf(std::string_view name) const {
+    for (const auto& o : objects) {
+      if (o.name == name) return o.bytes;
+    }
+    return 0;
+  }
+};
+
+inline FileUse InspectFile(const std::string& path) {
+  FileUse u;
+  u.file_bytes = FileBytes(path);
+  Sql db(path, /*read_only=*/true);
+  u.page_size = db.Int("PRAGMA page_size");
+  u.page_count = db.Int("PRAGMA page_count");
+  u.freelist = db.Int("PRAGMA freelist_count");
+  u.dbstat = db.HasCompileOption("ENABLE_DBSTAT_VTAB");
+  if (u.dbstat) {
+    for (const auto& r : db.Rows("SELECT name, sum(pgsize), sum(payload) FROM dbstat GROUP BY name "
+                                 "ORDER BY 2 DESC")) {
+      u.objects.push_back({r[0], std::stoll(r[1]), std::stoll(r[2])});
+    }
+  }
+  return u;
+}
+
+}  // namespace opensense::bench
