@@ -49,8 +49,15 @@ namespace opensense::store::sqlite {
 
 namespace {
 
-constexpr std::size_t kChunkMax = 1024;         // samples per chunk
-constexpr std::size_t kChunkMergeBelow = 512;   // a smaller last chunk absorbs the next flush
+constexpr std::size_t kChunkMax = 1024;  // samples per chunk
+// A chunk row must fit in its B-tree page: a WITHOUT ROWID row over ~1,000 bytes (4 KiB pages)
+// spills into an overflow page of its own, which more than doubled the bytes per reading.
+constexpr std::size_t kChunkMaxBytes = 900;
+constexpr std::size_t kChunkMergeBelowBytes = kChunkMaxBytes / 2;  // a smaller tail absorbs more
+// The head is flushed once it holds this many readings per series it touches (so that a flush
+// writes whole chunks, not a sliver per series), up to a hard cap on memory.
+constexpr std::size_t kFlushReadingsPerSeries = 256;
+constexpr std::size_t kHeadHardCap = 8'000'000;
 constexpr std::size_t kMaxGroupReadings = 200'000;
 constexpr std::int64_t kRetentionStep = 500;    // rows per retention transaction
 constexpr std::size_t kMaxRawPoints = 2'000'000;
@@ -301,6 +308,7 @@ class SqliteStore final : public Store {
   std::uint64_t cached_generation_ = 0;
   TimestampMs caches_loaded_at_ = kNoTs;
   TimestampMs oldest_log_at_ = kNoTs;
+  std::size_t head_series_ = 0;  // series with readings in the head
   // One decoded chunk kept for duplicate checks of late data.
   std::int64_t dup_chunk_series_ = -1;
   TimestampMs dup_chunk_start_ = 0;
@@ -368,6 +376,8 @@ Status SqliteStore::Open() {
     OS_ASSIGN_OR_RETURN(wdb_, Connect(false));
     OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA cache_size=-65536"));
     OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA wal_autocheckpoint=4000"));
+    // Freed pages need not be zeroed on disk (Debian builds SQLite with SECURE_DELETE on).
+    OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA secure_delete=FAST"));
     OS_RETURN_IF_ERROR(LoadWriterState());
     writer_ = std::thread([this] { WriterLoop(); });
   }
@@ -416,6 +426,7 @@ Status SqliteStore::LoadWriterState() {
       }
       auto ts = static_cast<TimestampMs>(prev_ts);
       auto& h = head_[id];
+      if (h.samples.empty()) ++head_series_;
       if (!h.samples.empty() && ts <= h.samples.back().ts) unsorted.push_back(id);
       h.samples.push_back(Sample{ts, std::bit_cast<double>(bits)});
       seen_max_[id] = std::max(seen_max_[id], ts);
@@ -1079,6 +1090,7 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
     std::vector<std::int64_t> unsorted;
     for (const auto& p : pending) {
       auto& v = head_[p.series].samples;
+      if (v.empty()) ++head_series_;
       if (!v.empty() && p.ts < v.back().ts) unsorted.push_back(p.series);
       v.push_back(Sample{p.ts, p.value});
     }
@@ -1105,7 +1117,10 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
 Status SqliteStore::MaybeFlush(bool force) {
   if (head_count_ == 0) return Ok();
   TimestampMs now = clock_->NowMs();
-  bool due = force || static_cast<std::size_t>(head_count_.load()) >= options_.head_flush_readings ||
+  const auto count = static_cast<std::size_t>(head_count_.load());
+  const std::size_t threshold = std::min(
+      kHeadHardCap, std::max(options_.head_flush_readings, kFlushReadingsPerSeries * head_series_));
+  bool due = force || count >= threshold ||
              (oldest_log_at_ != kNoTs && now - oldest_log_at_ >= options_.head_flush_age_ms);
   return due ? Flush() : Ok();
 }
@@ -1121,19 +1136,30 @@ Result<OrgId> SqliteStore::SeriesOrg(std::int64_t series) {
 Status SqliteStore::WriteChunks(std::int64_t series, std::span<const Sample> samples) {
   OS_ASSIGN_OR_RETURN(Stmt * ins, wdb_->Prepare(
       "INSERT INTO chunks(series_id, start_ts, end_ts, count, data) VALUES(?,?,?,?,?)"));
-  std::size_t n = samples.size();
-  std::size_t pieces = (n + kChunkMax - 1) / kChunkMax;
-  for (std::size_t p = 0; p < pieces; ++p) {
-    std::size_t begin = n * p / pieces, end = n * (p + 1) / pieces;
-    auto part = samples.subspan(begin, end - begin);
-    OS_RETURN_IF_ERROR(ins->Bind(1, series)
-                           .Bind(2, part.front().ts)
-                           .Bind(3, part.back().ts)
-                           .Bind(4, static_cast<std::int64_t>(part.size()))
-                           .BindBlob(5, EncodeChunk(part))
-                           .Run());
-  }
-  return Ok();
+  // Pieces of at most kChunkMax samples, halved until each encodes within kChunkMaxBytes.
+  std::function<Status(std::span<const Sample>)> write = [&](std::span<const Sample> part) -> Status {
+    if (part.empty()) return Ok();
+    if (part.size() > kChunkMax) {
+      std::size_t pieces = (part.size() + kChunkMax - 1) / kChunkMax;
+      for (std::size_t p = 0; p < pieces; ++p) {
+        std::size_t begin = part.size() * p / pieces, end = part.size() * (p + 1) / pieces;
+        OS_RETURN_IF_ERROR(write(part.subspan(begin, end - begin)));
+      }
+      return Ok();
+    }
+    std::string data = EncodeChunk(part);
+    if (data.size() > kChunkMaxBytes && part.size() > 1) {
+      OS_RETURN_IF_ERROR(write(part.first(part.size() / 2)));
+      return write(part.subspan(part.size() / 2));
+    }
+    return ins->Bind(1, series)
+        .Bind(2, part.front().ts)
+        .Bind(3, part.back().ts)
+        .Bind(4, static_cast<std::int64_t>(part.size()))
+        .BindBlob(5, data)
+        .Run();
+  };
+  return write(samples);
 }
 
 Result<std::vector<Sample>> SqliteStore::MergeIntoChunks(std::int64_t series,
@@ -1141,7 +1167,7 @@ Result<std::vector<Sample>> SqliteStore::MergeIntoChunks(std::int64_t series,
   const TimestampMs lo = add.front().ts, hi = add.back().ts;
   // Chunks overlapping [lo, hi], plus the last chunk when it is small and everything is newer.
   OS_ASSIGN_OR_RETURN(Stmt * sel, wdb_->Prepare(
-      "SELECT start_ts, end_ts, count, data FROM chunks WHERE series_id=?1 AND start_ts<=?3 AND "
+      "SELECT start_ts, end_ts, length(data), data FROM chunks WHERE series_id=?1 AND start_ts<=?3 AND "
       "start_ts>=coalesce((SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) "
       "ORDER BY start_ts"));
   sel->Bind(1, series).Bind(2, lo).Bind(3, hi);
@@ -1151,7 +1177,7 @@ Result<std::vector<Sample>> SqliteStore::MergeIntoChunks(std::int64_t series,
     OS_ASSIGN_OR_RETURN(bool row, sel->Step());
     if (!row) break;
     bool overlaps = sel->Int(1) >= lo;
-    bool small_tail = static_cast<std::size_t>(sel->Int(2)) < kChunkMergeBelow;
+    bool small_tail = static_cast<std::size_t>(sel->Int(2)) < kChunkMergeBelowBytes;
     if (!overlaps && !small_tail) continue;
     auto st = DecodeChunkInto(sel->Blob(3), &existing);
     if (!st) {
@@ -1235,13 +1261,11 @@ Status SqliteStore::Flush() {
     // Readers see either the head or the chunks, never both and never neither.
     std::unique_lock lock(head_mu_);
     OS_RETURN_IF_ERROR(txn.Commit());
-    for (auto& h : head_) {
-      h.samples.clear();
-      h.samples.shrink_to_fit();
-    }
+    for (auto& h : head_) h.samples.clear();
     for (auto [id, max] : new_max) head_[id].chunk_max_ts = max;
   }
   head_count_ = 0;
+  head_series_ = 0;
   oldest_log_at_ = kNoTs;
   dup_chunk_series_ = -1;
   return Ok();
