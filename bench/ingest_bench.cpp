@@ -362,10 +362,17 @@ void RunStore(const Options& o, const Data& d, store::Synchronous mode, int run,
   disk->push_back({ModeName(mode), run, "store: whole file after Compact", u.file_bytes, n});
   if (u.dbstat) {
     disk->push_back({ModeName(mode), run, "store: raw readings (`chunks` table)", u.BytesOf("chunks"), n});
-    std::int64_t rollups = u.BytesOf("rollup_5m") + u.BytesOf("rollup_1h") + u.BytesOf("rollup_1d");
-    disk->push_back({ModeName(mode), run, "store: rollups, all levels", rollups, n});
-    for (const char* t : {"rollup_5m", "rollup_1h", "rollup_1d"}) {
-      disk->push_back({ModeName(mode), run, fmt::format("store: rollups, `{}`", t), u.BytesOf(t), n});
+    std::int64_t rollups = u.BytesOf("rollups");
+    disk->push_back({ModeName(mode), run, "store: rollups, all levels (`rollups` table)", rollups, n});
+    {
+      Sql db(path, /*read_only=*/true);
+      const char* names[3] = {"5m", "1h", "1d"};
+      for (const auto& row : db.Rows("SELECT level, sum(length(data)) FROM rollups GROUP BY level ORDER BY level")) {
+        int level = std::stoi(row[0]);
+        if (level < 0 || level > 2) continue;
+        disk->push_back({ModeName(mode), run, fmt::format("store: rollups {} (encoded payload only)", names[level]),
+                         std::stoll(row[1]), n});
+      }
     }
     std::int64_t known = u.BytesOf("chunks") + rollups;
     disk->push_back({ModeName(mode), run,

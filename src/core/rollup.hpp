@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "core/decimal.hpp"
 #include "core/types.hpp"
 
 namespace opensense {
@@ -18,34 +19,36 @@ constexpr TimestampMs FloorTo(TimestampMs ts, TimestampMs width) {
 }
 
 // count, sum, min, max, first and last timestamp of the readings in one bucket.
-// Merging is commutative and associative except for the rounding of `sum`.
+//
+// The sum is exact whenever every reading is a short decimal (sensor values are): it is kept as
+// an integer number of 10^-scale units, so merging aggregates in any order (incremental
+// maintenance with late data, or a rebuild) gives bit-identical results. A reading that is not
+// a short decimal turns the bucket's sum into a plain double for good (scale == -1).
 struct RollupAgg {
   std::int64_t count = 0;
-  double sum = 0;
   double min = std::numeric_limits<double>::infinity();
   double max = -std::numeric_limits<double>::infinity();
   TimestampMs first_ts = std::numeric_limits<TimestampMs>::max();
   TimestampMs last_ts = std::numeric_limits<TimestampMs>::min();
+  int scale = 0;                // decimal digits of scaled_sum; -1: use double_sum
+  std::int64_t scaled_sum = 0;  // sum * 10^scale, exact (when scale >= 0)
+  double double_sum = 0;        // the sum when scale == -1
 
-  void Add(TimestampMs ts, double v) {
-    ++count;
-    sum += v;
-    if (v < min) min = v;
-    if (v > max) max = v;
-    if (ts < first_ts) first_ts = ts;
-    if (ts > last_ts) last_ts = ts;
-  }
-  void Merge(const RollupAgg& o) {
-    if (o.count == 0) return;
-    count += o.count;
-    sum += o.sum;
-    if (o.min < min) min = o.min;
-    if (o.max > max) max = o.max;
-    if (o.first_ts < first_ts) first_ts = o.first_ts;
-    if (o.last_ts > last_ts) last_ts = o.last_ts;
-  }
-  double Mean() const { return count == 0 ? 0 : sum / static_cast<double>(count); }
+  // Adds one reading; `value_scale` is DecimalScale(v) when the caller knows it.
+  void Add(TimestampMs ts, double v);
+  void Add(TimestampMs ts, double v, int value_scale);
+  void Merge(const RollupAgg& o);
+  double Sum() const;
+  double Mean() const { return count == 0 ? 0 : Sum() / static_cast<double>(count); }
   SeriesPoint ToPoint(TimestampMs bucket) const { return {bucket, Mean(), min, max, count}; }
+  bool operator==(const RollupAgg& o) const {
+    return count == o.count && min == o.min && max == o.max && first_ts == o.first_ts &&
+           last_ts == o.last_ts && Sum() == o.Sum();
+  }
+
+ private:
+  bool RaiseScale(int to);
+  void ToDouble();
 };
 
 // The resolution that `kAuto` picks for [from, to): the coarsest of 1d, 1h, 5m that still

@@ -78,7 +78,7 @@ TEST(RollupAgg, AddOne) {
   RollupAgg agg;
   agg.Add(1000, 3.5);
   EXPECT_EQ(agg.count, 1);
-  EXPECT_EQ(agg.sum, 3.5);
+  EXPECT_EQ(agg.Sum(), 3.5);
   EXPECT_EQ(agg.min, 3.5);
   EXPECT_EQ(agg.max, 3.5);
   EXPECT_EQ(agg.first_ts, 1000);
@@ -93,7 +93,7 @@ TEST(RollupAgg, MinMaxWithNegativeValues) {
   agg.Add(3, -1);
   EXPECT_EQ(agg.min, -20);
   EXPECT_EQ(agg.max, -1);  // the initial max (-inf) must not win over negatives
-  EXPECT_EQ(agg.sum, -26);
+  EXPECT_EQ(agg.Sum(), -26);
   EXPECT_DOUBLE_EQ(agg.Mean(), -26.0 / 3);
 }
 
@@ -122,7 +122,7 @@ TEST(RollupAgg, MergeEmptyIsNoOp) {
   RollupAgg before = agg;
   agg.Merge(RollupAgg{});
   EXPECT_EQ(agg.count, before.count);
-  EXPECT_EQ(agg.sum, before.sum);
+  EXPECT_EQ(agg.Sum(), before.Sum());
   EXPECT_EQ(agg.min, before.min);
   EXPECT_EQ(agg.max, before.max);
   EXPECT_EQ(agg.first_ts, before.first_ts);
@@ -136,7 +136,7 @@ TEST(RollupAgg, MergeIntoEmptyCopies) {
   RollupAgg dst;
   dst.Merge(src);
   EXPECT_EQ(dst.count, 2);
-  EXPECT_EQ(dst.sum, 5);
+  EXPECT_EQ(dst.Sum(), 5);
   EXPECT_EQ(dst.min, -2);
   EXPECT_EQ(dst.max, 7);
   EXPECT_EQ(dst.first_ts, 1000);
@@ -161,7 +161,7 @@ TEST(RollupAgg, MergeEqualsAddingAll) {
     merged.Merge(parts[0]);
     merged.Merge(parts[1]);
     EXPECT_EQ(merged.count, all.count);
-    EXPECT_EQ(merged.sum, all.sum);
+    EXPECT_EQ(merged.Sum(), all.Sum());
     EXPECT_EQ(merged.min, all.min);
     EXPECT_EQ(merged.max, all.max);
     EXPECT_EQ(merged.first_ts, all.first_ts);

@@ -37,7 +37,7 @@ CREATE INDEX devices_org ON devices(org_id);
 )sql",
     // 2: readings. Recent readings are appended to reading_log (one row per group commit, all
     // series interleaved: one sequential write per commit) and compacted into per-series
-    // chunks; rollup tables hold the aggregates of the compacted chunks.
+    // chunks; rollup chunks hold the aggregates of the compacted chunks.
     R"sql(
 CREATE TABLE series(
   id INTEGER PRIMARY KEY,
@@ -57,21 +57,15 @@ CREATE TABLE chunks(
   count INTEGER NOT NULL,
   data BLOB NOT NULL,
   PRIMARY KEY (series_id, start_ts)) WITHOUT ROWID;
-CREATE TABLE rollup_5m(
-  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
-  sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-  first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
-  PRIMARY KEY (series_id, bucket)) WITHOUT ROWID;
-CREATE TABLE rollup_1h(
-  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
-  sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-  first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
-  PRIMARY KEY (series_id, bucket)) WITHOUT ROWID;
-CREATE TABLE rollup_1d(
-  series_id INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
-  sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-  first_ts INTEGER NOT NULL, last_ts INTEGER NOT NULL,
-  PRIMARY KEY (series_id, bucket)) WITHOUT ROWID;
+CREATE TABLE rollups(
+  series_id INTEGER NOT NULL,
+  level INTEGER NOT NULL,          -- 0: 5 minutes, 1: 1 hour, 2: 1 local day
+  period INTEGER NOT NULL,         -- start of the fixed window the chunk covers
+  first_bucket INTEGER NOT NULL,
+  last_bucket INTEGER NOT NULL,
+  buckets INTEGER NOT NULL,
+  data BLOB NOT NULL,              -- core/rollup_codec
+  PRIMARY KEY (series_id, level, period)) WITHOUT ROWID;
 )sql",
     // 3: retention overrides and the append-only alert event log (kept forever).
     R"sql(

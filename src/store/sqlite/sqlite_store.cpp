@@ -5,13 +5,14 @@
 //    sequential pages instead of one dirty page per reading.
 //  * the head: the same readings in memory, per series, sorted; rebuilt from reading_log on open.
 //  * chunks: per-series compressed runs (core/chunk_codec), keyed (series_id, start_ts). A flush
-//    moves the whole head into chunks, updates the rollup tables with the same readings and
+//    moves the whole head into chunks, updates the rollup chunks with the same readings and
 //    empties reading_log, all in one transaction.
-//  * rollup_5m / rollup_1h / rollup_1d: aggregates of the chunked readings; queries add the
-//    head's aggregates, so the answer always covers every acknowledged reading.
+//  * rollups: 5-minute, 1-hour and 1-day aggregates of the chunked readings, compressed in
+//    per-series runs (core/rollup_codec); queries add the head's aggregates, so the answer
+//    always covers every acknowledged reading.
 //
 // Consistency: a durable reading is either in reading_log or in chunks (never both, never
-// neither), and the rollup tables always equal the aggregates of the chunks.
+// neither), and the rollup chunks always equal the aggregates of the chunks.
 #include "store/sqlite/sqlite_store.hpp"
 
 #include <fcntl.h>
@@ -40,6 +41,7 @@
 
 #include "core/chunk_codec.hpp"
 #include "core/rollup.hpp"
+#include "core/rollup_codec.hpp"
 #include "core/time_zone.hpp"
 #include "core/validation.hpp"
 #include "store/sqlite/migrations.hpp"
@@ -64,7 +66,9 @@ constexpr std::size_t kMaxRawPoints = 2'000'000;
 constexpr TimestampMs kCacheTtlMs = 30 * kMsPerSecond;
 constexpr TimestampMs kNoTs = std::numeric_limits<TimestampMs>::min();
 
-const char* const kRollupTables[3] = {"rollup_5m", "rollup_1h", "rollup_1d"};
+// Rollup chunks cover fixed windows sized to hold ~48 buckets (well inside a B-tree page).
+constexpr TimestampMs kRollupPeriod[3] = {4 * kMsPerHour, 2 * kMsPerDay, 48 * kMsPerDay};
+constexpr int kLevel5m = 0, kLevel1h = 1, kLevel1d = 2;
 
 TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
   TimestampMs f = FloorTo(ts, width);
@@ -110,25 +114,26 @@ using Job = std::variant<IngestJob, TaskJob>;
 
 // Aggregates samples (sorted by ts) into buckets.
 template <typename BucketFn>
-std::vector<std::pair<TimestampMs, RollupAgg>> Aggregate(std::span<const Sample> samples,
-                                                         BucketFn bucket_of) {
-  std::vector<std::pair<TimestampMs, RollupAgg>> out;
+std::vector<RollupBucket> Aggregate(std::span<const Sample> samples, BucketFn bucket_of) {
+  std::vector<RollupBucket> out;
   for (const Sample& s : samples) {
     TimestampMs b = bucket_of(s.ts);
-    if (out.empty() || out.back().first != b) out.emplace_back(b, RollupAgg{});
-    out.back().second.Add(s.ts, s.value);
+    if (out.empty() || out.back().bucket != b) out.push_back(RollupBucket{b, RollupAgg{}});
+    out.back().agg.Add(s.ts, s.value);
   }
   return out;
 }
 
-std::string UpsertRollupSql(const char* table) {
-  return fmt::format(
-      "INSERT INTO {0}(series_id,bucket,count,sum,min,max,first_ts,last_ts) "
-      "VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(series_id,bucket) DO UPDATE SET "
-      "count=count+excluded.count, sum=sum+excluded.sum, min=min(min,excluded.min), "
-      "max=max(max,excluded.max), first_ts=min(first_ts,excluded.first_ts), "
-      "last_ts=max(last_ts,excluded.last_ts)",
-      table);
+// Regroups finer buckets (sorted) into coarser ones.
+template <typename BucketFn>
+std::vector<RollupBucket> Regroup(const std::vector<RollupBucket>& fine, BucketFn bucket_of) {
+  std::vector<RollupBucket> out;
+  for (const auto& f : fine) {
+    TimestampMs b = bucket_of(f.bucket);
+    if (out.empty() || out.back().bucket != b) out.push_back(RollupBucket{b, RollupAgg{}});
+    out.back().agg.Merge(f.agg);
+  }
+  return out;
 }
 
 Result<Organization> ReadOrganization(Stmt* s) {
@@ -257,7 +262,17 @@ class SqliteStore final : public Store {
   Status RebuildSeries(std::int64_t series, OrgId org, TimestampMs from, TimestampMs to,
                        bool days_only);
   Result<std::int64_t> RetentionStepRaw(OrgId org, TimestampMs cutoff);
-  Result<std::int64_t> RetentionStepRollup(OrgId org, int level, TimestampMs cutoff);
+  struct StepResult {
+    std::int64_t rows = 0;
+    bool more = false;
+  };
+  Result<StepResult> RetentionStepRollup(OrgId org, int level, TimestampMs cutoff);
+  Result<std::vector<RollupBucket>> ReadRollups(Db* db, std::int64_t series, int level, TimestampMs a,
+                                                TimestampMs b);
+  Status WriteRollups(std::int64_t series, int level, std::span<const RollupBucket> incoming,
+                      bool replace, TimestampMs a, TimestampMs b);
+  Status PutRollupChunk(std::int64_t series, int level, TimestampMs period,
+                        const std::vector<RollupBucket>& buckets);
   Result<std::int64_t> RetentionCount(Db* db, OrgId org, DataClass c, TimestampMs cutoff);
   void EnsureHeadSize(std::int64_t series) {
     if (static_cast<std::size_t>(series) >= head_.size()) {
@@ -1217,25 +1232,109 @@ Status SqliteStore::AddRollups(std::int64_t series, std::span<const Sample> samp
   if (samples.empty()) return Ok();
   OS_ASSIGN_OR_RETURN(OrgId org, SeriesOrg(series));
   OS_ASSIGN_OR_RETURN(OrgState * os, WriterOrg(org, clock_->NowMs()));
-  static const std::string kUpsert[3] = {UpsertRollupSql("rollup_5m"), UpsertRollupSql("rollup_1h"),
-                                         UpsertRollupSql("rollup_1d")};
-  for (int level = 0; level < 3; ++level) {
-    std::vector<std::pair<TimestampMs, RollupAgg>> aggs;
-    if (level == 0) aggs = Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket5m); });
-    if (level == 1) aggs = Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket1h); });
-    if (level == 2) aggs = Aggregate(samples, [&](TimestampMs t) { return os->days->DayStart(t); });
-    OS_ASSIGN_OR_RETURN(Stmt * up, wdb_->Prepare(kUpsert[level].c_str()));
-    for (const auto& [bucket, a] : aggs) {
-      OS_RETURN_IF_ERROR(up->Bind(1, series)
-                             .Bind(2, bucket)
-                             .Bind(3, a.count)
-                             .Bind(4, a.sum)
-                             .Bind(5, a.min)
-                             .Bind(6, a.max)
-                             .Bind(7, a.first_ts)
-                             .Bind(8, a.last_ts)
-                             .Run());
+  OS_RETURN_IF_ERROR(WriteRollups(series, kLevel5m,
+                                  Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket5m); }),
+                                  false, 0, 0));
+  OS_RETURN_IF_ERROR(WriteRollups(series, kLevel1h,
+                                  Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket1h); }),
+                                  false, 0, 0));
+  return WriteRollups(series, kLevel1d,
+                      Aggregate(samples, [&](TimestampMs t) { return os->days->DayStart(t); }),
+                      false, 0, 0);
+}
+
+Result<std::vector<RollupBucket>> SqliteStore::ReadRollups(Db* db, std::int64_t series, int level,
+                                                           TimestampMs a, TimestampMs b) {
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+      "SELECT data FROM rollups WHERE series_id=? AND level=? AND period>=? AND period<? "
+      "ORDER BY period"));
+  s->Bind(1, series).Bind(2, level).Bind(3, FloorTo(a, kRollupPeriod[level])).Bind(4, b);
+  std::vector<RollupBucket> out;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    auto st = DecodeRollupChunkInto(s->Blob(0), &out);
+    if (!st) {
+      s->Reset();
+      return tl::unexpected(st.error());
     }
+  }
+  s->Reset();
+  std::erase_if(out, [&](const RollupBucket& x) { return x.bucket < a || x.bucket >= b; });
+  return out;
+}
+
+Status SqliteStore::PutRollupChunk(std::int64_t series, int level, TimestampMs period,
+                                   const std::vector<RollupBucket>& buckets) {
+  if (buckets.empty()) {
+    OS_ASSIGN_OR_RETURN(Stmt * del, wdb_->Prepare(
+        "DELETE FROM rollups WHERE series_id=? AND level=? AND period=?"));
+    return del->Bind(1, series).Bind(2, level).Bind(3, period).Run();
+  }
+  OS_ASSIGN_OR_RETURN(Stmt * put, wdb_->Prepare(
+      "INSERT OR REPLACE INTO rollups(series_id, level, period, first_bucket, last_bucket, buckets, "
+      "data) VALUES(?,?,?,?,?,?,?)"));
+  return put->Bind(1, series)
+      .Bind(2, level)
+      .Bind(3, period)
+      .Bind(4, buckets.front().bucket)
+      .Bind(5, buckets.back().bucket)
+      .Bind(6, static_cast<std::int64_t>(buckets.size()))
+      .BindBlob(7, EncodeRollupChunk(buckets))
+      .Run();
+}
+
+Status SqliteStore::WriteRollups(std::int64_t series, int level, std::span<const RollupBucket> incoming,
+                                 bool replace, TimestampMs a, TimestampMs b) {
+  const TimestampMs width = kRollupPeriod[level];
+  std::vector<TimestampMs> periods;
+  for (const auto& x : incoming) {
+    TimestampMs p = FloorTo(x.bucket, width);
+    if (periods.empty() || periods.back() != p) periods.push_back(p);
+  }
+  if (replace) {
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+        "SELECT period FROM rollups WHERE series_id=? AND level=? AND period>=? AND period<?"));
+    s->Bind(1, series).Bind(2, level).Bind(3, FloorTo(a, width)).Bind(4, b);
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool row, s->Step());
+      if (!row) break;
+      periods.push_back(s->Int(0));
+    }
+    s->Reset();
+    std::sort(periods.begin(), periods.end());
+    periods.erase(std::unique(periods.begin(), periods.end()), periods.end());
+  }
+  OS_ASSIGN_OR_RETURN(Stmt * get, wdb_->Prepare(
+      "SELECT data FROM rollups WHERE series_id=? AND level=? AND period=?"));
+  std::size_t next = 0;  // incoming is sorted, and so are the periods
+  for (TimestampMs p : periods) {
+    std::vector<RollupBucket> stored;
+    get->Bind(1, series).Bind(2, level).Bind(3, p);
+    OS_ASSIGN_OR_RETURN(bool row, get->Step());
+    Status decoded = row ? DecodeRollupChunkInto(get->Blob(0), &stored) : Ok();
+    get->Reset();
+    OS_RETURN_IF_ERROR(decoded);
+    if (replace) {
+      std::erase_if(stored, [&](const RollupBucket& x) { return x.bucket >= a && x.bucket < b; });
+    }
+    while (next < incoming.size() && FloorTo(incoming[next].bucket, width) < p) ++next;
+    std::vector<RollupBucket> merged;
+    merged.reserve(stored.size() + 8);
+    std::size_t i = 0;
+    while (i < stored.size() || (next < incoming.size() && FloorTo(incoming[next].bucket, width) == p)) {
+      bool take_incoming = next < incoming.size() && FloorTo(incoming[next].bucket, width) == p &&
+                           (i == stored.size() || incoming[next].bucket <= stored[i].bucket);
+      if (!take_incoming) {
+        merged.push_back(stored[i++]);
+      } else if (i < stored.size() && incoming[next].bucket == stored[i].bucket) {
+        merged.push_back(stored[i++]);
+        merged.back().agg.Merge(incoming[next++].agg);
+      } else {
+        merged.push_back(incoming[next++]);
+      }
+    }
+    OS_RETURN_IF_ERROR(PutRollupChunk(series, level, p, merged));
   }
   return Ok();
 }
@@ -1389,30 +1488,12 @@ Result<SeriesResult> SqliteStore::QuerySeries(const SeriesQuery& q) {
     return days ? days->DayStart(t) : FloorTo(t, width);
   };
   TimestampMs first_bucket = bucket_of(q.from);
-  const char* sql = out.resolution == Resolution::k5m
-                        ? "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_5m "
-                          "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket"
-                    : out.resolution == Resolution::k1h
-                        ? "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_1h "
-                          "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket"
-                        : "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_1d "
-                          "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket";
-  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(sql));
-  s->Bind(1, sid).Bind(2, first_bucket).Bind(3, q.to);
+  const int level = out.resolution == Resolution::k5m ? kLevel5m
+                    : out.resolution == Resolution::k1h ? kLevel1h
+                                                        : kLevel1d;
+  OS_ASSIGN_OR_RETURN(auto stored, ReadRollups(db.get(), sid, level, first_bucket, q.to));
   std::map<TimestampMs, RollupAgg> buckets;
-  while (true) {
-    OS_ASSIGN_OR_RETURN(bool row, s->Step());
-    if (!row) break;
-    RollupAgg a;
-    a.count = s->Int(1);
-    a.sum = s->Double(2);
-    a.min = s->Double(3);
-    a.max = s->Double(4);
-    a.first_ts = s->Int(5);
-    a.last_ts = s->Int(6);
-    buckets[s->Int(0)] = a;
-  }
-  s->Reset();
+  for (auto& x : stored) buckets.emplace(x.bucket, x.agg);
   // The head's readings of the same buckets (recent data not yet compacted).
   auto lo = std::lower_bound(head.begin(), head.end(), Sample{first_bucket, 0},
                              [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
@@ -1452,51 +1533,9 @@ Status SqliteStore::RebuildSeries(std::int64_t series, OrgId org, TimestampMs fr
                                   bool days_only) {
   OS_ASSIGN_OR_RETURN(OrgState * os, WriterOrg(org, clock_->NowMs()));
   const TimeZone& zone = os->days->zone();
-  auto del = [&](const char* table, TimestampMs a, TimestampMs b) -> Status {
-    OS_ASSIGN_OR_RETURN(Stmt s, wdb_->PrepareOnce(fmt::format(
-        "DELETE FROM {} WHERE series_id=? AND bucket>=? AND bucket<?", table)));
-    return s.Bind(1, series).Bind(2, a).Bind(3, b).Run();
-  };
-  auto insert = [&](const char* table, const std::vector<std::pair<TimestampMs, RollupAgg>>& aggs) -> Status {
-    OS_ASSIGN_OR_RETURN(Stmt s, wdb_->PrepareOnce(fmt::format(
-        "INSERT INTO {}(series_id,bucket,count,sum,min,max,first_ts,last_ts) VALUES(?,?,?,?,?,?,?,?)",
-        table)));
-    for (const auto& [b, a] : aggs) {
-      OS_RETURN_IF_ERROR(s.Bind(1, series).Bind(2, b).Bind(3, a.count).Bind(4, a.sum).Bind(5, a.min)
-                             .Bind(6, a.max).Bind(7, a.first_ts).Bind(8, a.last_ts).Run());
-    }
-    return Ok();
-  };
-  // Reads 5-minute rollups in [a, b) and regroups them.
-  auto regroup_5m = [&](TimestampMs a, TimestampMs b, auto bucket_of)
-      -> Result<std::vector<std::pair<TimestampMs, RollupAgg>>> {
-    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
-        "SELECT bucket,count,sum,min,max,first_ts,last_ts FROM rollup_5m "
-        "WHERE series_id=? AND bucket>=? AND bucket<? ORDER BY bucket"));
-    s->Bind(1, series).Bind(2, a).Bind(3, b);
-    std::vector<std::pair<TimestampMs, RollupAgg>> out;
-    while (true) {
-      OS_ASSIGN_OR_RETURN(bool row, s->Step());
-      if (!row) break;
-      RollupAgg x;
-      x.count = s->Int(1);
-      x.sum = s->Double(2);
-      x.min = s->Double(3);
-      x.max = s->Double(4);
-      x.first_ts = s->Int(5);
-      x.last_ts = s->Int(6);
-      TimestampMs bucket = bucket_of(s->Int(0));
-      if (out.empty() || out.back().first != bucket) out.emplace_back(bucket, RollupAgg{});
-      out.back().second.Merge(x);
-    }
-    s->Reset();
-    return out;
-  };
-
   if (!days_only) {
     // 5m from raw chunks.
     TimestampMs a = FloorTo(from, kBucket5m), b = CeilTo(to, kBucket5m);
-    OS_RETURN_IF_ERROR(del("rollup_5m", a, b));
     OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
         "SELECT data FROM chunks WHERE series_id=?1 AND start_ts<?3 AND start_ts>=coalesce("
         "(SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) ORDER BY start_ts"));
@@ -1513,14 +1552,15 @@ Status SqliteStore::RebuildSeries(std::int64_t series, OrgId org, TimestampMs fr
     }
     s->Reset();
     std::erase_if(samples, [&](const Sample& x) { return x.ts < a || x.ts >= b; });
-    OS_RETURN_IF_ERROR(insert("rollup_5m", Aggregate(samples, [](TimestampMs t) {
-                                return FloorTo(t, kBucket5m);
-                              })));
+    OS_RETURN_IF_ERROR(WriteRollups(series, kLevel5m,
+                                    Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket5m); }),
+                                    true, a, b));
     // 1h from 5m.
     TimestampMs ha = FloorTo(from, kBucket1h), hb = CeilTo(to, kBucket1h);
-    OS_RETURN_IF_ERROR(del("rollup_1h", ha, hb));
-    OS_ASSIGN_OR_RETURN(auto hours, regroup_5m(ha, hb, [](TimestampMs t) { return FloorTo(t, kBucket1h); }));
-    OS_RETURN_IF_ERROR(insert("rollup_1h", hours));
+    OS_ASSIGN_OR_RETURN(auto fives, ReadRollups(wdb_.get(), series, kLevel5m, ha, hb));
+    OS_RETURN_IF_ERROR(WriteRollups(series, kLevel1h,
+                                    Regroup(fives, [](TimestampMs t) { return FloorTo(t, kBucket1h); }),
+                                    true, ha, hb));
   }
   // 1d from 5m (1h cannot serve zones with 30- or 45-minute offsets), only for days whose
   // 5-minute rollups are still kept.
@@ -1529,10 +1569,11 @@ Status SqliteStore::RebuildSeries(std::int64_t series, OrgId org, TimestampMs fr
   if (cutoff5m && da < *cutoff5m) da = zone.DayOf(*cutoff5m).end;
   TimestampMs db = to >= std::numeric_limits<TimestampMs>::max() / 8 ? to : zone.DayOf(to - 1).end;
   if (da < db) {
-    OS_RETURN_IF_ERROR(del("rollup_1d", da, db));
     DayBucketer days(zone);
-    OS_ASSIGN_OR_RETURN(auto d, regroup_5m(da, db, [&](TimestampMs t) { return days.DayStart(t); }));
-    OS_RETURN_IF_ERROR(insert("rollup_1d", d));
+    OS_ASSIGN_OR_RETURN(auto fives, ReadRollups(wdb_.get(), series, kLevel5m, da, db));
+    OS_RETURN_IF_ERROR(WriteRollups(series, kLevel1d,
+                                    Regroup(fives, [&](TimestampMs t) { return days.DayStart(t); }),
+                                    true, da, db));
   }
   return Ok();
 }
@@ -1599,14 +1640,40 @@ Result<std::int64_t> SqliteStore::RetentionStepRaw(OrgId org, TimestampMs cutoff
   return deleted;
 }
 
-Result<std::int64_t> SqliteStore::RetentionStepRollup(OrgId org, int level, TimestampMs cutoff) {
-  OS_ASSIGN_OR_RETURN(Stmt s, wdb_->PrepareOnce(fmt::format(
-      "DELETE FROM {0} WHERE (series_id, bucket) IN (SELECT r.series_id, r.bucket FROM {0} r "
+Result<SqliteStore::StepResult> SqliteStore::RetentionStepRollup(OrgId org, int level,
+                                                                 TimestampMs cutoff) {
+  OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
+  OS_ASSIGN_OR_RETURN(Stmt * sel, wdb_->Prepare(
+      "SELECT r.series_id, r.period, r.last_bucket, r.buckets, r.data FROM rollups r "
       "JOIN series s ON s.id=r.series_id JOIN devices d ON d.id=s.device_id "
-      "WHERE d.org_id=? AND r.bucket<? LIMIT ?)",
-      kRollupTables[level])));
-  OS_RETURN_IF_ERROR(s.Bind(1, org).Bind(2, cutoff).Bind(3, kRetentionStep).Run());
-  return static_cast<std::int64_t>(wdb_->Changes());
+      "WHERE d.org_id=? AND r.level=? AND r.first_bucket<? LIMIT ?"));
+  sel->Bind(1, org).Bind(2, level).Bind(3, cutoff).Bind(4, kRetentionStep);
+  struct Row {
+    std::int64_t series;
+    TimestampMs period, last;
+    std::int64_t buckets;
+    std::string data;
+  };
+  std::vector<Row> rows;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, sel->Step());
+    if (!row) break;
+    rows.push_back({sel->Int(0), sel->Int(1), sel->Int(2), sel->Int(3), std::string(sel->Blob(4))});
+  }
+  sel->Reset();
+  StepResult result;
+  result.more = static_cast<std::int64_t>(rows.size()) >= kRetentionStep;
+  for (const Row& r : rows) {
+    std::vector<RollupBucket> kept;
+    if (r.last >= cutoff) {
+      OS_RETURN_IF_ERROR(DecodeRollupChunkInto(r.data, &kept));
+      std::erase_if(kept, [&](const RollupBucket& x) { return x.bucket < cutoff; });
+    }
+    result.rows += r.buckets - static_cast<std::int64_t>(kept.size());
+    OS_RETURN_IF_ERROR(PutRollupChunk(r.series, level, r.period, kept));
+  }
+  OS_RETURN_IF_ERROR(txn.Commit());
+  return result;
 }
 
 Result<std::int64_t> SqliteStore::RetentionCount(Db* db, OrgId org, DataClass c, TimestampMs cutoff) {
@@ -1630,14 +1697,27 @@ Result<std::int64_t> SqliteStore::RetentionCount(Db* db, OrgId org, DataClass c,
     s->Reset();
     return n;
   }
-  int level = c == DataClass::kRollup5m ? 0 : c == DataClass::kRollup1h ? 1 : 2;
-  OS_ASSIGN_OR_RETURN(Stmt s, db->PrepareOnce(fmt::format(
-      "SELECT count(*) FROM {} r JOIN series s ON s.id=r.series_id JOIN devices d ON "
-      "d.id=s.device_id WHERE d.org_id=? AND r.bucket<?",
-      kRollupTables[level])));
-  s.Bind(1, org).Bind(2, cutoff);
-  OS_ASSIGN_OR_RETURN(bool row, s.Step());
-  return row ? s.Int(0) : 0;
+  int level = c == DataClass::kRollup5m ? kLevel5m : c == DataClass::kRollup1h ? kLevel1h : kLevel1d;
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+      "SELECT r.last_bucket, r.buckets, r.data FROM rollups r JOIN series s ON s.id=r.series_id "
+      "JOIN devices d ON d.id=s.device_id WHERE d.org_id=? AND r.level=? AND r.first_bucket<?"));
+  s->Bind(1, org).Bind(2, level).Bind(3, cutoff);
+  std::int64_t n = 0;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    if (s->Int(0) < cutoff) {
+      n += s->Int(1);
+      continue;
+    }
+    std::vector<RollupBucket> buckets;
+    if (DecodeRollupChunkInto(s->Blob(2), &buckets)) {
+      n += std::count_if(buckets.begin(), buckets.end(),
+                         [&](const RollupBucket& x) { return x.bucket < cutoff; });
+    }
+  }
+  s->Reset();
+  return n;
 }
 
 Result<RetentionReport> SqliteStore::RunRetention(bool dry_run) {
@@ -1678,9 +1758,12 @@ Result<RetentionReport> SqliteStore::RunRetention(bool dry_run) {
             OS_ASSIGN_OR_RETURN(n, RetentionStepRaw(org.id, *cutoff));
             more = n > 0;
           } else {
-            int level = c == DataClass::kRollup5m ? 0 : c == DataClass::kRollup1h ? 1 : 2;
-            OS_ASSIGN_OR_RETURN(n, RetentionStepRollup(org.id, level, *cutoff));
-            more = n >= kRetentionStep;
+            int level = c == DataClass::kRollup5m ? kLevel5m
+                        : c == DataClass::kRollup1h ? kLevel1h
+                                                    : kLevel1d;
+            OS_ASSIGN_OR_RETURN(StepResult step, RetentionStepRollup(org.id, level, *cutoff));
+            n = step.rows;
+            more = step.more;
           }
           return Ok();
         }));
