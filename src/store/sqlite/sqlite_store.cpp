@@ -70,6 +70,8 @@ constexpr TimestampMs kNoTs = std::numeric_limits<TimestampMs>::min();
 constexpr TimestampMs kRollupPeriod[3] = {4 * kMsPerHour, 2 * kMsPerDay, 48 * kMsPerDay};
 constexpr int kLevel5m = 0, kLevel1h = 1, kLevel1d = 2;
 
+bool ByTs(const Sample& a, const Sample& b) { return a.ts < b.ts; }
+
 TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
   TimestampMs f = FloorTo(ts, width);
   return f == ts ? ts : f + width;
@@ -267,6 +269,9 @@ class SqliteStore final : public Store {
     bool more = false;
   };
   Result<StepResult> RetentionStepRollup(OrgId org, int level, TimestampMs cutoff);
+  // Raw readings of one series in [a, b) from the chunks (not the head); fails past max_points.
+  Result<std::vector<Sample>> ReadRaw(Db* db, std::int64_t series, TimestampMs a, TimestampMs b,
+                                      std::size_t max_points);
   Result<std::vector<RollupBucket>> ReadRollups(Db* db, std::int64_t series, int level, TimestampMs a,
                                                 TimestampMs b);
   Status WriteRollups(std::int64_t series, int level, std::span<const RollupBucket> incoming,
@@ -451,7 +456,7 @@ Status SqliteStore::LoadWriterState() {
   log->Reset();
   for (std::int64_t id : unsorted) {
     auto& v = head_[id].samples;
-    std::sort(v.begin(), v.end(), [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+    std::sort(v.begin(), v.end(), ByTs);
   }
   if (head_count_ > 0) {
     spdlog::info("store: replayed {} acknowledged readings from the log", head_count_.load());
@@ -939,7 +944,7 @@ Result<bool> SqliteStore::ExistsOnDisk(std::int64_t series, TimestampMs ts) {
     }
   }
   return std::binary_search(dup_chunk_.begin(), dup_chunk_.end(), Sample{ts, 0},
-                            [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+                            ByTs);
 }
 
 void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
@@ -1059,7 +1064,7 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
         if (!dup) {
           const auto& hs = head_[sid].samples;
           dup = std::binary_search(hs.begin(), hs.end(), Sample{r.ts, 0},
-                                   [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+                                   ByTs);
         }
         if (!dup && r.ts <= head_[sid].chunk_max_ts) {
           OS_ASSIGN_OR_RETURN(dup, ExistsOnDisk(sid, r.ts));
@@ -1113,7 +1118,7 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
     unsorted.erase(std::unique(unsorted.begin(), unsorted.end()), unsorted.end());
     for (auto sid : unsorted) {
       auto& v = head_[sid].samples;
-      std::sort(v.begin(), v.end(), [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+      std::sort(v.begin(), v.end(), ByTs);
     }
   }
   if (!pending.empty() && oldest_log_at_ == kNoTs) oldest_log_at_ = now;
@@ -1241,6 +1246,32 @@ Status SqliteStore::AddRollups(std::int64_t series, std::span<const Sample> samp
   return WriteRollups(series, kLevel1d,
                       Aggregate(samples, [&](TimestampMs t) { return os->days->DayStart(t); }),
                       false, 0, 0);
+}
+
+Result<std::vector<Sample>> SqliteStore::ReadRaw(Db* db, std::int64_t series, TimestampMs a,
+                                                 TimestampMs b, std::size_t max_points) {
+  // From the chunk that contains `a` (the newest starting at or before it) up to `b`.
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+      "SELECT data FROM chunks WHERE series_id=?1 AND start_ts<?3 AND start_ts>=coalesce("
+      "(SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) ORDER BY start_ts"));
+  s->Bind(1, series).Bind(2, a).Bind(3, b);
+  std::vector<Sample> samples;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    Status st = DecodeChunkInto(s->Blob(0), &samples);
+    if (st && samples.size() > max_points) {
+      st = MakeError(ErrorCode::kInvalidArgument,
+                     "too many raw points in this range; ask for resolution 5m, 1h, 1d or auto");
+    }
+    if (!st) {
+      s->Reset();
+      return tl::unexpected(st.error());
+    }
+  }
+  s->Reset();
+  std::erase_if(samples, [&](const Sample& x) { return x.ts < a || x.ts >= b; });
+  return samples;
 }
 
 Result<std::vector<RollupBucket>> SqliteStore::ReadRollups(Db* db, std::int64_t series, int level,
@@ -1444,40 +1475,14 @@ Result<SeriesResult> SqliteStore::QuerySeries(const SeriesQuery& q) {
   if (static_cast<std::size_t>(sid) < head_.size()) head = head_[sid].samples;
 
   if (out.resolution == Resolution::kRaw) {
-    OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
-        "SELECT data FROM chunks WHERE series_id=?1 AND start_ts<?3 AND start_ts>=coalesce("
-        "(SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) "
-        "ORDER BY start_ts"));
-    s->Bind(1, sid).Bind(2, q.from).Bind(3, q.to);
-    std::vector<Sample> samples;
-    while (true) {
-      OS_ASSIGN_OR_RETURN(bool row, s->Step());
-      if (!row) break;
-      auto st = DecodeChunkInto(s->Blob(0), &samples);
-      if (!st) {
-        s->Reset();
-        return tl::unexpected(st.error());
-      }
-      if (samples.size() > kMaxRawPoints) {
-        s->Reset();
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "too many raw points in this range; ask for resolution 5m, 1h, 1d or auto");
-      }
-    }
-    s->Reset();
-    auto in_range = [&](const Sample& x) { return x.ts >= q.from && x.ts < q.to; };
+    OS_ASSIGN_OR_RETURN(auto samples, ReadRaw(db.get(), sid, q.from, q.to, kMaxRawPoints));
     std::vector<Sample> merged;
-    auto lo = std::lower_bound(head.begin(), head.end(), Sample{q.from, 0},
-                               [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
-    auto hi = std::lower_bound(head.begin(), head.end(), Sample{q.to, 0},
-                               [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+    auto lo = std::lower_bound(head.begin(), head.end(), Sample{q.from, 0}, ByTs);
+    auto hi = std::lower_bound(head.begin(), head.end(), Sample{q.to, 0}, ByTs);
     merged.reserve(samples.size() + static_cast<std::size_t>(hi - lo));
-    std::merge(samples.begin(), samples.end(), lo, hi, std::back_inserter(merged),
-               [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+    std::merge(samples.begin(), samples.end(), lo, hi, std::back_inserter(merged), ByTs);
     out.points.reserve(merged.size());
-    for (const Sample& x : merged) {
-      if (in_range(x)) out.points.push_back(SeriesPoint{x.ts, x.value, x.value, x.value, 1});
-    }
+    for (const Sample& x : merged) out.points.push_back(SeriesPoint{x.ts, x.value, x.value, x.value, 1});
     return out;
   }
 
@@ -1496,7 +1501,7 @@ Result<SeriesResult> SqliteStore::QuerySeries(const SeriesQuery& q) {
   for (auto& x : stored) buckets.emplace(x.bucket, x.agg);
   // The head's readings of the same buckets (recent data not yet compacted).
   auto lo = std::lower_bound(head.begin(), head.end(), Sample{first_bucket, 0},
-                             [](const Sample& a, const Sample& b) { return a.ts < b.ts; });
+                             ByTs);
   for (auto it = lo; it != head.end() && bucket_of(it->ts) < q.to; ++it) {
     buckets[bucket_of(it->ts)].Add(it->ts, it->value);
   }
@@ -1536,22 +1541,7 @@ Status SqliteStore::RebuildSeries(std::int64_t series, OrgId org, TimestampMs fr
   if (!days_only) {
     // 5m from raw chunks.
     TimestampMs a = FloorTo(from, kBucket5m), b = CeilTo(to, kBucket5m);
-    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
-        "SELECT data FROM chunks WHERE series_id=?1 AND start_ts<?3 AND start_ts>=coalesce("
-        "(SELECT max(start_ts) FROM chunks WHERE series_id=?1 AND start_ts<=?2), ?2) ORDER BY start_ts"));
-    s->Bind(1, series).Bind(2, a).Bind(3, b);
-    std::vector<Sample> samples;
-    while (true) {
-      OS_ASSIGN_OR_RETURN(bool row, s->Step());
-      if (!row) break;
-      auto st = DecodeChunkInto(s->Blob(0), &samples);
-      if (!st) {
-        s->Reset();
-        return tl::unexpected(st.error());
-      }
-    }
-    s->Reset();
-    std::erase_if(samples, [&](const Sample& x) { return x.ts < a || x.ts >= b; });
+    OS_ASSIGN_OR_RETURN(auto samples, ReadRaw(wdb_.get(), series, a, b, std::numeric_limits<std::size_t>::max()));
     OS_RETURN_IF_ERROR(WriteRollups(series, kLevel5m,
                                     Aggregate(samples, [](TimestampMs t) { return FloorTo(t, kBucket5m); }),
                                     true, a, b));
