@@ -9,6 +9,7 @@ packages=(
   # libraries
   libexpected-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   libcctz-dev libtomlplusplus-dev libsqlite3-dev tzdata
+  libboost-dev libsimdjson-dev libssl-dev libcrypt-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3
 )

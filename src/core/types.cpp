@@ -21,6 +21,34 @@ Result<Tier> ParseTier(std::string_view name) {
                    fmt::format("unknown tier '{}': use free, team or enterprise", name));
 }
 
+std::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kViewer: return "viewer";
+    case Role::kMember: return "member";
+    case Role::kAdmin: return "admin";
+    case Role::kOwner: return "owner";
+  }
+  return "viewer";
+}
+
+Result<Role> ParseRole(std::string_view name) {
+  if (name == "viewer") return Role::kViewer;
+  if (name == "member") return Role::kMember;
+  if (name == "admin") return Role::kAdmin;
+  if (name == "owner") return Role::kOwner;
+  return MakeError(ErrorCode::kInvalidArgument,
+                   fmt::format("unknown role '{}': use viewer, member, admin or owner", name));
+}
+
+std::string_view TokenKindName(TokenKind kind) {
+  switch (kind) {
+    case TokenKind::kDevice: return "device";
+    case TokenKind::kGateway: return "gateway";
+    case TokenKind::kUser: return "user";
+  }
+  return "device";
+}
+
 std::string_view RejectReasonName(RejectReason reason) {
   switch (reason) {
     case RejectReason::kNotFinite: return "not_finite";

@@ -39,6 +39,42 @@ struct Site {
   SiteId id = 0;
   OrgId org_id = 0;
   std::string name;
+  // A gateway token of this site may register a device it names for the first time.
+  bool auto_register = false;
+};
+
+using UserId = std::int64_t;
+
+enum class Role { kViewer, kMember, kAdmin, kOwner };  // ordered: each includes the ones before
+std::string_view RoleName(Role role);
+Result<Role> ParseRole(std::string_view name);
+
+struct User {
+  UserId id = 0;
+  OrgId org_id = 0;
+  std::string email;
+  Role role = Role::kViewer;
+  TimestampMs created_at = 0;
+};
+
+// A bearer credential. Only a bcrypt hash of its secret is stored.
+enum class TokenKind { kDevice, kGateway, kUser };  // osd_, osg_, osk_
+std::string_view TokenKindName(TokenKind kind);
+
+struct TokenRecord {
+  std::int64_t id = 0;
+  std::string public_id;  // the <token-id> part: finds the row in O(1)
+  TokenKind kind = TokenKind::kDevice;
+  OrgId org_id = 0;
+  std::optional<DeviceId> device;  // kDevice
+  std::optional<SiteId> site;      // kGateway
+  std::optional<UserId> user;      // kUser
+  Role role = Role::kViewer;       // kUser
+  std::string secret_hash;         // bcrypt $2b$
+  std::string label;
+  TimestampMs created_at = 0;
+  std::optional<TimestampMs> expires_at;  // revoked, or rotated with a grace period
+  std::optional<TimestampMs> last_used_at;
 };
 
 struct Device {

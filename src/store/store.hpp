@@ -69,6 +69,33 @@ struct RetentionReport {
   std::vector<RetentionClassReport> classes;  // one entry per data class
 };
 
+// One API request, for the request log (kept 30 days).
+struct ApiRequestLog {
+  TimestampMs at = 0;
+  std::optional<OrgId> org;
+  std::string principal;  // "device:12", "user:3", "" when unauthenticated
+  std::string method;
+  std::string route;      // the route template, not the raw path
+  int status = 0;
+  std::int64_t duration_us = 0;
+  std::string client;     // remote address
+};
+
+// The newest reading of one metric of a device.
+struct LatestValue {
+  std::string metric;
+  std::string unit;
+  TimestampMs ts = 0;
+  double value = 0;
+};
+
+// Fields of a device to change; absent fields stay as they are.
+struct DeviceUpdate {
+  std::optional<std::string> name;
+  std::optional<std::optional<SiteId>> site;
+  std::optional<std::optional<std::string>> serial;
+};
+
 struct StoreStats {
   std::int64_t head_readings = 0;   // acknowledged, logged, not yet compacted into chunks
   std::int64_t chunk_readings = 0;  // readings in compacted chunks
@@ -97,12 +124,36 @@ class Store {
   // Sites and devices. Every call is scoped to `org`: another organisation's rows are NotFound.
   virtual Result<Site> CreateSite(OrgId org, std::string_view name) = 0;
   virtual Result<std::vector<Site>> ListSites(OrgId org) = 0;
+  virtual Result<Site> GetSite(OrgId org, SiteId id) = 0;
+  virtual Result<Site> UpdateSite(OrgId org, SiteId id, std::optional<std::string> name,
+                                  std::optional<bool> auto_register) = 0;
+  // Refused (kFailedPrecondition) while devices belong to the site.
+  virtual Status DeleteSite(OrgId org, SiteId id) = 0;
+  virtual Result<Device> UpdateDevice(OrgId org, DeviceId id, const DeviceUpdate& update) = 0;
   virtual Result<Device> CreateDevice(const NewDevice& device) = 0;
   virtual Result<Device> GetDevice(OrgId org, DeviceId id) = 0;
   virtual Result<Device> FindDeviceBySerial(OrgId org, std::string_view serial) = 0;
   virtual Result<std::vector<Device>> ListDevices(OrgId org) = 0;
   // New readings are refused; history stays for its retention.
   virtual Status DecommissionDevice(OrgId org, DeviceId id) = 0;
+
+  // Users (the people module extends this) and tokens.
+  virtual Result<User> CreateUser(OrgId org, std::string_view email, Role role) = 0;
+  virtual Result<User> GetUser(OrgId org, UserId id) = 0;
+  // Stores a token; id and created_at are assigned. public_id must be unique.
+  virtual Result<TokenRecord> CreateToken(const TokenRecord& token) = 0;
+  virtual Result<TokenRecord> FindToken(std::string_view public_id) = 0;
+  virtual Result<std::vector<TokenRecord>> ListTokens(OrgId org) = 0;
+  // The token stops working at `at` (now: revocation; later: a rotation's grace period).
+  // Never extends an earlier expiry.
+  virtual Status ExpireToken(OrgId org, std::int64_t token_id, TimestampMs at) = 0;
+  // Coalesced last-use times (the caller writes each token at most once a minute).
+  virtual Status TouchTokens(const std::vector<std::pair<std::int64_t, TimestampMs>>& used) = 0;
+
+  // The newest reading of every metric of a device.
+  virtual Result<std::vector<LatestValue>> Latest(OrgId org, DeviceId device) = 0;
+  // Queues request-log rows for the writer (batched; never blocks the request).
+  virtual void LogRequests(std::vector<ApiRequestLog> rows) = 0;
 
   // Queues readings of one organisation for the writer. The future completes after the
   // commit with the fate of every record, or with an error if nothing was stored

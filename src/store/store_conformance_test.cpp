@@ -514,6 +514,116 @@ TEST_P(StoreConformance, RollupRetentionKeepsDailyForever) {
   EXPECT_TRUE(Query(org, d, "temperature", old - kMsPerDay, old + kMsPerDay, Resolution::k5m).empty());
 }
 
+// ---- tokens, users, sites, latest, request log ---------------------------------------------------
+
+TEST_P(StoreConformance, TokensAreStoredHashedScopedAndExpireOnlyEarlier) {
+  OrgId org = NewOrg(), other = NewOrg();
+  DeviceId d = NewDevice(org);
+  TokenRecord t;
+  t.public_id = "abc123";
+  t.kind = TokenKind::kDevice;
+  t.org_id = org;
+  t.device = d;
+  t.secret_hash = "$2b$10$hash";
+  auto created = store_->CreateToken(t);
+  ASSERT_TRUE(created) << created.error().message;
+  EXPECT_GT(created->id, 0);
+  EXPECT_EQ(created->created_at, kNow);
+  auto found = store_->FindToken("abc123");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->device, d);
+  EXPECT_FALSE(found->expires_at);
+  EXPECT_EQ(store_->FindToken("nope").error().code, ErrorCode::kNotFound);
+  // The public id is unique; a device of another organisation cannot get a token here.
+  EXPECT_FALSE(store_->CreateToken(t));
+  TokenRecord foreign = t;
+  foreign.public_id = "xyz";
+  foreign.org_id = other;
+  EXPECT_EQ(store_->CreateToken(foreign).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->ExpireToken(other, created->id, kNow).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(store_->ExpireToken(org, created->id, kNow + 1000));
+  ASSERT_TRUE(store_->ExpireToken(org, created->id, kNow + 5000));  // never extends
+  EXPECT_EQ(store_->FindToken("abc123")->expires_at, kNow + 1000);
+  ASSERT_TRUE(store_->TouchTokens({{created->id, kNow + 10}}));
+  EXPECT_EQ(store_->FindToken("abc123")->last_used_at, kNow + 10);
+  EXPECT_EQ(store_->ListTokens(org)->size(), 1u);
+  EXPECT_EQ(store_->ListTokens(other)->size(), 0u);
+}
+
+TEST_P(StoreConformance, UsersSitesAndDeviceUpdates) {
+  OrgId org = NewOrg(), other = NewOrg();
+  auto u = store_->CreateUser(org, "ana@example.com", Role::kOwner);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(store_->CreateUser(org, "ana@example.com", Role::kViewer).error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store_->CreateUser(org, "not-an-email", Role::kViewer).error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetUser(other, u->id).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->GetUser(org, u->id)->role, Role::kOwner);
+
+  auto site = store_->CreateSite(org, "Kitchen");
+  ASSERT_TRUE(site);
+  auto renamed = store_->UpdateSite(org, site->id, "Bar", true);
+  ASSERT_TRUE(renamed);
+  EXPECT_EQ(renamed->name, "Bar");
+  EXPECT_TRUE(renamed->auto_register);
+  EXPECT_EQ(store_->UpdateSite(other, site->id, "X", std::nullopt).error().code, ErrorCode::kNotFound);
+  DeviceId d = NewDevice(org, "S1");
+  NewDevice(org, "S2");
+  DeviceUpdate up;
+  up.site = site->id;
+  up.name = "Bar fridge";
+  auto moved = store_->UpdateDevice(org, d, up);
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->site_id, site->id);
+  EXPECT_EQ(moved->name, "Bar fridge");
+  DeviceUpdate clash;
+  clash.serial = std::optional<std::string>("S2");
+  EXPECT_EQ(store_->UpdateDevice(org, d, clash).error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store_->UpdateDevice(other, d, up).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store_->DeleteSite(org, site->id).error().code, ErrorCode::kFailedPrecondition);
+  DeviceUpdate away;
+  away.site = std::optional<SiteId>();
+  ASSERT_TRUE(store_->UpdateDevice(org, d, away));
+  EXPECT_EQ(store_->DeleteSite(other, site->id).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(store_->DeleteSite(org, site->id));
+  EXPECT_EQ(store_->GetSite(org, site->id).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreConformance, LatestCoversCompactedAndRecentReadings) {
+  OrgId org = NewOrg(), other = NewOrg();
+  DeviceId d = NewDevice(org);
+  Ingest(org, {R(d, kNow - 3000, 3.5), R(d, kNow - 2000, 61, "humidity")});
+  ASSERT_TRUE(store_->Compact());
+  Ingest(org, {R(d, kNow - 1000, 3.7)});
+  auto latest = store_->Latest(org, d);
+  ASSERT_TRUE(latest);
+  ASSERT_EQ(latest->size(), 2u);
+  EXPECT_EQ((*latest)[0].metric, "humidity");
+  EXPECT_EQ((*latest)[0].ts, kNow - 2000);
+  EXPECT_EQ((*latest)[1].metric, "temperature");
+  EXPECT_EQ((*latest)[1].value, 3.7);
+  EXPECT_EQ((*latest)[1].unit, "Cel");
+  EXPECT_EQ(store_->Latest(other, d).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreConformance, RequestLogIsWrittenAndKeptThirtyDays) {
+  OrgId org = NewOrg();
+  store_->LogRequests({ApiRequestLog{kNow - 31 * kMsPerDay, org, "user:1", "GET", "/api/v1/devices", 200, 150, "127.0.0.1"},
+                       ApiRequestLog{kNow - kMsPerDay, org, "user:1", "GET", "/api/v1/devices", 200, 120, "127.0.0.1"},
+                       ApiRequestLog{kNow - 40 * kMsPerDay, std::nullopt, "", "POST", "/api/v1/ingest", 401, 90, "127.0.0.1"}});
+  ASSERT_TRUE(store_->Compact());  // a writer round trip: the log rows are flushed by then
+  auto dry = store_->RunRetention(true);
+  ASSERT_TRUE(dry);
+  std::int64_t logs = 0;
+  for (const auto& c : dry->classes) if (c.data_class == DataClass::kApiRequestLogs) logs = c.rows;
+  EXPECT_EQ(logs, 2);
+  auto real = store_->RunRetention(false);
+  for (const auto& c : real->classes) if (c.data_class == DataClass::kApiRequestLogs) logs = c.rows;
+  EXPECT_EQ(logs, 2);
+  auto again = store_->RunRetention(true);
+  for (const auto& c : again->classes) if (c.data_class == DataClass::kApiRequestLogs) logs = c.rows;
+  EXPECT_EQ(logs, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformance, testing::ValuesIn(Backends()),
                          [](const auto& info) { return info.param.name; });
 

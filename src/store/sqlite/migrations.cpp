@@ -9,7 +9,7 @@ namespace opensense::store::sqlite {
 namespace {
 
 // Never edit a shipped migration: append a new one.
-constexpr std::array<const char*, 3> kMigrations = {
+constexpr std::array<const char*, 4> kMigrations = {
     // 1: organisations, sites, devices.
     R"sql(
 CREATE TABLE organizations(
@@ -90,6 +90,44 @@ CREATE TRIGGER alert_events_no_update BEFORE UPDATE ON alert_events
 BEGIN SELECT RAISE(ABORT, 'alert events are append-only'); END;
 CREATE TRIGGER alert_events_no_delete BEFORE DELETE ON alert_events
 BEGIN SELECT RAISE(ABORT, 'alert events are append-only'); END;
+)sql",
+    // 4: users, bearer tokens (only bcrypt hashes), the API request log, gateway
+    // auto-registration.
+    R"sql(
+CREATE TABLE users(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  email TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('viewer','member','admin','owner')),
+  created_at INTEGER NOT NULL,
+  UNIQUE (org_id, email));
+CREATE TABLE tokens(
+  id INTEGER PRIMARY KEY,
+  public_id TEXT NOT NULL UNIQUE,
+  kind TEXT NOT NULL CHECK (kind IN ('device','gateway','user')),
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  device_id INTEGER REFERENCES devices(id),
+  site_id INTEGER REFERENCES sites(id),
+  user_id INTEGER REFERENCES users(id),
+  role TEXT NOT NULL,
+  secret_hash TEXT NOT NULL,
+  label TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  last_used_at INTEGER);
+CREATE INDEX tokens_org ON tokens(org_id);
+CREATE TABLE api_requests(
+  id INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  org_id INTEGER,
+  principal TEXT NOT NULL,
+  method TEXT NOT NULL,
+  route TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  duration_us INTEGER NOT NULL,
+  client TEXT NOT NULL);
+CREATE INDEX api_requests_at ON api_requests(at);
+ALTER TABLE sites ADD COLUMN auto_register INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 

@@ -195,6 +195,20 @@ class SqliteStore final : public Store {
   Result<Device> FindDeviceBySerial(OrgId org, std::string_view serial) override;
   Result<std::vector<Device>> ListDevices(OrgId org) override;
   Status DecommissionDevice(OrgId org, DeviceId id) override;
+  Result<Site> GetSite(OrgId org, SiteId id) override;
+  Result<Site> UpdateSite(OrgId org, SiteId id, std::optional<std::string> name,
+                          std::optional<bool> auto_register) override;
+  Status DeleteSite(OrgId org, SiteId id) override;
+  Result<Device> UpdateDevice(OrgId org, DeviceId id, const DeviceUpdate& update) override;
+  Result<User> CreateUser(OrgId org, std::string_view email, Role role) override;
+  Result<User> GetUser(OrgId org, UserId id) override;
+  Result<TokenRecord> CreateToken(const TokenRecord& token) override;
+  Result<TokenRecord> FindToken(std::string_view public_id) override;
+  Result<std::vector<TokenRecord>> ListTokens(OrgId org) override;
+  Status ExpireToken(OrgId org, std::int64_t token_id, TimestampMs at) override;
+  Status TouchTokens(const std::vector<std::pair<std::int64_t, TimestampMs>>& used) override;
+  Result<std::vector<LatestValue>> Latest(OrgId org, DeviceId device) override;
+  void LogRequests(std::vector<ApiRequestLog> rows) override;
 
   // ---- readings ------------------------------------------------------------------------------
   std::future<Result<IngestResult>> Ingest(OrgId org, std::vector<Reading> readings) override;
@@ -279,6 +293,7 @@ class SqliteStore final : public Store {
   Status PutRollupChunk(std::int64_t series, int level, TimestampMs period,
                         const std::vector<RollupBucket>& buckets);
   Result<std::int64_t> RetentionCount(Db* db, OrgId org, DataClass c, TimestampMs cutoff);
+  Status FlushRequestLog();
   void EnsureHeadSize(std::int64_t series) {
     if (static_cast<std::size_t>(series) >= head_.size()) {
       head_.resize(static_cast<std::size_t>(series) + 1);
@@ -329,6 +344,8 @@ class SqliteStore final : public Store {
   TimestampMs caches_loaded_at_ = kNoTs;
   TimestampMs oldest_log_at_ = kNoTs;
   std::size_t head_series_ = 0;  // series with readings in the head
+  std::mutex request_log_mu_;
+  std::vector<ApiRequestLog> request_log_;  // waiting for the writer
   // One decoded chunk kept for duplicate checks of late data.
   std::int64_t dup_chunk_series_ = -1;
   TimestampMs dup_chunk_start_ = 0;
@@ -677,19 +694,19 @@ Result<Site> SqliteStore::CreateSite(OrgId org, std::string_view name) {
     }
     return tl::unexpected(st.error());
   }
-  return Site{meta_db_->LastInsertRowid(), org, std::string(name)};
+  return Site{meta_db_->LastInsertRowid(), org, std::string(name), false};
 }
 
 Result<std::vector<Site>> SqliteStore::ListSites(OrgId org) {
   std::lock_guard lock(meta_mu_);
   OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
-      "SELECT id, org_id, name FROM sites WHERE org_id=? ORDER BY id"));
+      "SELECT id, org_id, name, auto_register FROM sites WHERE org_id=? ORDER BY id"));
   s->Bind(1, org);
   std::vector<Site> out;
   while (true) {
     OS_ASSIGN_OR_RETURN(bool row, s->Step());
     if (!row) break;
-    out.push_back(Site{s->Int(0), s->Int(1), s->Text(2)});
+    out.push_back(Site{s->Int(0), s->Int(1), s->Text(2), s->Int(3) != 0});
   }
   s->Reset();
   return out;
@@ -790,6 +807,300 @@ Status SqliteStore::DecommissionDevice(OrgId org, DeviceId id) {
   return Ok();
 }
 
+
+Result<Site> SqliteStore::GetSite(OrgId org, SiteId id) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, org_id, name, auto_register FROM sites WHERE id=? AND org_id=?"));
+  s->Bind(1, id).Bind(2, org);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no site {}", id));
+  Site site{s->Int(0), s->Int(1), s->Text(2), s->Int(3) != 0};
+  s->Reset();
+  return site;
+}
+
+Result<Site> SqliteStore::UpdateSite(OrgId org, SiteId id, std::optional<std::string> name,
+                                     std::optional<bool> auto_register) {
+  if (name && (name->empty() || name->size() > 200)) {
+    return MakeError(ErrorCode::kInvalidArgument, "a site needs a name of 1-200 characters");
+  }
+  OS_RETURN_IF_ERROR(GetSite(org, id));
+  {
+    std::lock_guard lock(meta_mu_);
+    OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+        "UPDATE sites SET name=coalesce(?, name), auto_register=coalesce(?, auto_register) "
+        "WHERE id=? AND org_id=?"));
+    if (name) s->Bind(1, *name); else s->BindNull(1);
+    if (auto_register) s->Bind(2, *auto_register ? 1 : 0); else s->BindNull(2);
+    auto st = s->Bind(3, id).Bind(4, org).Run();
+    if (!st && st.error().code == ErrorCode::kAlreadyExists) {
+      return MakeError(ErrorCode::kAlreadyExists, fmt::format("a site named '{}' exists already", *name));
+    }
+    OS_RETURN_IF_ERROR(st);
+  }
+  BumpMetadata();
+  return GetSite(org, id);
+}
+
+Status SqliteStore::DeleteSite(OrgId org, SiteId id) {
+  OS_RETURN_IF_ERROR(GetSite(org, id));
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * q, meta_db_->Prepare("SELECT count(*) FROM devices WHERE site_id=?"));
+  q->Bind(1, id);
+  OS_ASSIGN_OR_RETURN(bool row, q->Step());
+  std::int64_t n = row ? q->Int(0) : 0;
+  q->Reset();
+  if (n > 0) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("site {} still has {} device(s); move or delete them first", id, n));
+  }
+  OS_ASSIGN_OR_RETURN(Stmt * t, meta_db_->Prepare(
+      "SELECT count(*) FROM tokens WHERE site_id=? AND (expires_at IS NULL OR expires_at > ?)"));
+  t->Bind(1, id).Bind(2, clock_->NowMs());
+  OS_ASSIGN_OR_RETURN(row, t->Step());
+  n = row ? t->Int(0) : 0;
+  t->Reset();
+  if (n > 0) {
+    return MakeError(ErrorCode::kFailedPrecondition,
+                     fmt::format("site {} still has an active gateway token; revoke it first", id));
+  }
+  OS_ASSIGN_OR_RETURN(Stmt * del, meta_db_->Prepare("DELETE FROM sites WHERE id=? AND org_id=?"));
+  return del->Bind(1, id).Bind(2, org).Run();
+}
+
+Result<Device> SqliteStore::UpdateDevice(OrgId org, DeviceId id, const DeviceUpdate& update) {
+  if (update.name && (update.name->empty() || update.name->size() > 200)) {
+    return MakeError(ErrorCode::kInvalidArgument, "a device needs a name of 1-200 characters");
+  }
+  if (update.serial && *update.serial && ((*update.serial)->empty() || (*update.serial)->size() > 128)) {
+    return MakeError(ErrorCode::kInvalidArgument, "a serial has 1-128 characters");
+  }
+  OS_ASSIGN_OR_RETURN(Device current, GetDevice(org, id));
+  if (update.site && *update.site) OS_RETURN_IF_ERROR(GetSite(org, **update.site));
+  {
+    std::lock_guard lock(meta_mu_);
+    OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+        "UPDATE devices SET name=?, site_id=?, serial=? WHERE id=? AND org_id=?"));
+    std::string name = update.name ? *update.name : current.name;
+    std::optional<SiteId> site = update.site ? *update.site : current.site_id;
+    std::optional<std::string> serial = update.serial ? *update.serial : current.serial;
+    s->Bind(1, name);
+    if (site) s->Bind(2, *site); else s->BindNull(2);
+    if (serial) s->Bind(3, *serial); else s->BindNull(3);
+    auto st = s->Bind(4, id).Bind(5, org).Run();
+    if (!st && st.error().code == ErrorCode::kAlreadyExists) {
+      return MakeError(ErrorCode::kAlreadyExists,
+                       fmt::format("a device with serial '{}' exists already", serial.value_or("")));
+    }
+    OS_RETURN_IF_ERROR(st);
+  }
+  BumpMetadata();
+  return GetDevice(org, id);
+}
+
+Result<User> SqliteStore::CreateUser(OrgId org, std::string_view email, Role role) {
+  if (email.size() < 3 || email.size() > 254 || email.find('@') == std::string_view::npos) {
+    return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' is not an email address", email));
+  }
+  OS_RETURN_IF_ERROR(GetOrganization(org));
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "INSERT INTO users(org_id, email, role, created_at) VALUES(?,?,?,?)"));
+  User u{0, org, std::string(email), role, clock_->NowMs()};
+  auto st = s->Bind(1, org).Bind(2, email).Bind(3, RoleName(role)).Bind(4, u.created_at).Run();
+  if (!st && st.error().code == ErrorCode::kAlreadyExists) {
+    return MakeError(ErrorCode::kAlreadyExists, fmt::format("{} is a user of this organisation already", email));
+  }
+  OS_RETURN_IF_ERROR(st);
+  u.id = meta_db_->LastInsertRowid();
+  return u;
+}
+
+Result<User> SqliteStore::GetUser(OrgId org, UserId id) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "SELECT id, org_id, email, role, created_at FROM users WHERE id=? AND org_id=?"));
+  s->Bind(1, id).Bind(2, org);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no user {}", id));
+  User u{s->Int(0), s->Int(1), s->Text(2), Role::kViewer, s->Int(4)};
+  auto role = ParseRole(s->Text(3));
+  s->Reset();
+  OS_ASSIGN_OR_RETURN(u.role, role);
+  return u;
+}
+
+namespace {
+constexpr const char* kTokenColumns =
+    "id, public_id, kind, org_id, device_id, site_id, user_id, role, secret_hash, label, created_at, "
+    "expires_at, last_used_at";
+
+Result<TokenRecord> ReadToken(Stmt* s) {
+  TokenRecord t;
+  t.id = s->Int(0);
+  t.public_id = s->Text(1);
+  std::string kind = s->Text(2);
+  t.kind = kind == "device" ? TokenKind::kDevice : kind == "gateway" ? TokenKind::kGateway : TokenKind::kUser;
+  t.org_id = s->Int(3);
+  if (!s->IsNull(4)) t.device = s->Int(4);
+  if (!s->IsNull(5)) t.site = s->Int(5);
+  if (!s->IsNull(6)) t.user = s->Int(6);
+  OS_ASSIGN_OR_RETURN(t.role, ParseRole(s->Text(7)));
+  t.secret_hash = s->Text(8);
+  t.label = s->Text(9);
+  t.created_at = s->Int(10);
+  if (!s->IsNull(11)) t.expires_at = s->Int(11);
+  if (!s->IsNull(12)) t.last_used_at = s->Int(12);
+  return t;
+}
+}  // namespace
+
+Result<TokenRecord> SqliteStore::CreateToken(const TokenRecord& token) {
+  if (token.public_id.empty() || token.secret_hash.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "a token needs a public id and a secret hash");
+  }
+  if (token.kind == TokenKind::kDevice) OS_RETURN_IF_ERROR(GetDevice(token.org_id, token.device.value_or(0)));
+  if (token.kind == TokenKind::kGateway) OS_RETURN_IF_ERROR(GetSite(token.org_id, token.site.value_or(0)));
+  if (token.kind == TokenKind::kUser) OS_RETURN_IF_ERROR(GetUser(token.org_id, token.user.value_or(0)));
+  TokenRecord out = token;
+  out.created_at = clock_->NowMs();
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "INSERT INTO tokens(public_id, kind, org_id, device_id, site_id, user_id, role, secret_hash, "
+      "label, created_at, expires_at) VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
+  s->Bind(1, out.public_id).Bind(2, TokenKindName(out.kind)).Bind(3, out.org_id);
+  if (out.device) s->Bind(4, *out.device); else s->BindNull(4);
+  if (out.site) s->Bind(5, *out.site); else s->BindNull(5);
+  if (out.user) s->Bind(6, *out.user); else s->BindNull(6);
+  s->Bind(7, RoleName(out.role)).Bind(8, out.secret_hash).Bind(9, out.label).Bind(10, out.created_at);
+  if (out.expires_at) s->Bind(11, *out.expires_at); else s->BindNull(11);
+  OS_RETURN_IF_ERROR(s->Run());
+  out.id = meta_db_->LastInsertRowid();
+  return out;
+}
+
+Result<TokenRecord> SqliteStore::FindToken(std::string_view public_id) {
+  std::lock_guard lock(meta_mu_);
+  static const std::string sql = fmt::format("SELECT {} FROM tokens WHERE public_id=?", kTokenColumns);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(sql.c_str()));
+  s->Bind(1, public_id);
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  if (!row) return MakeError(ErrorCode::kNotFound, "no such token");
+  auto t = ReadToken(s);
+  s->Reset();
+  return t;
+}
+
+Result<std::vector<TokenRecord>> SqliteStore::ListTokens(OrgId org) {
+  std::lock_guard lock(meta_mu_);
+  static const std::string sql =
+      fmt::format("SELECT {} FROM tokens WHERE org_id=? ORDER BY id", kTokenColumns);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(sql.c_str()));
+  s->Bind(1, org);
+  std::vector<TokenRecord> out;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    if (!row) break;
+    auto t = ReadToken(s);
+    if (!t) {
+      s->Reset();
+      return tl::unexpected(t.error());
+    }
+    out.push_back(std::move(*t));
+  }
+  s->Reset();
+  return out;
+}
+
+Status SqliteStore::ExpireToken(OrgId org, std::int64_t token_id, TimestampMs at) {
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "UPDATE tokens SET expires_at=min(coalesce(expires_at, ?1), ?1) WHERE id=?2 AND org_id=?3"));
+  OS_RETURN_IF_ERROR(s->Bind(1, at).Bind(2, token_id).Bind(3, org).Run());
+  if (meta_db_->Changes() == 0) return MakeError(ErrorCode::kNotFound, fmt::format("no token {}", token_id));
+  return Ok();
+}
+
+Status SqliteStore::TouchTokens(const std::vector<std::pair<std::int64_t, TimestampMs>>& used) {
+  if (used.empty()) return Ok();
+  std::lock_guard lock(meta_mu_);
+  OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(meta_db_.get()));
+  OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
+      "UPDATE tokens SET last_used_at=max(coalesce(last_used_at, 0), ?) WHERE id=?"));
+  for (auto [id, at] : used) OS_RETURN_IF_ERROR(s->Bind(1, at).Bind(2, id).Run());
+  return txn.Commit();
+}
+
+Result<std::vector<LatestValue>> SqliteStore::Latest(OrgId org, DeviceId device) {
+  OS_ASSIGN_OR_RETURN(ReaderLease db, AcquireReader());
+  auto dev_org = DeviceOrg(db.get(), device);
+  if (!dev_org || *dev_org != org) return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", device));
+  OS_ASSIGN_OR_RETURN(Stmt * ss, db->Prepare(
+      "SELECT id, metric, unit FROM series WHERE device_id=? ORDER BY metric"));
+  ss->Bind(1, device);
+  std::vector<std::tuple<std::int64_t, std::string, std::string>> series;
+  while (true) {
+    OS_ASSIGN_OR_RETURN(bool row, ss->Step());
+    if (!row) break;
+    series.emplace_back(ss->Int(0), ss->Text(1), ss->Text(2));
+  }
+  ss->Reset();
+  std::shared_lock head_lock(head_mu_);
+  OS_ASSIGN_OR_RETURN(Stmt * last, db->Prepare(
+      "SELECT data FROM chunks WHERE series_id=? ORDER BY start_ts DESC LIMIT 1"));
+  std::vector<LatestValue> out;
+  for (auto& [sid, metric, unit] : series) {
+    std::optional<Sample> newest;
+    last->Bind(1, sid);
+    OS_ASSIGN_OR_RETURN(bool row, last->Step());
+    if (row) {
+      std::vector<Sample> samples;
+      auto st = DecodeChunkInto(last->Blob(0), &samples);
+      if (st && !samples.empty()) newest = samples.back();
+    }
+    last->Reset();
+    if (static_cast<std::size_t>(sid) < head_.size() && !head_[sid].samples.empty()) {
+      const Sample& h = head_[sid].samples.back();
+      if (!newest || h.ts > newest->ts) newest = h;
+    }
+    if (newest) out.push_back(LatestValue{metric, unit, newest->ts, newest->value});
+  }
+  return out;
+}
+
+void SqliteStore::LogRequests(std::vector<ApiRequestLog> rows) {
+  if (rows.empty() || !options_.writer) return;
+  std::lock_guard lock(request_log_mu_);
+  if (request_log_.size() > 100'000) return;  // the writer is far behind: drop rather than grow
+  for (auto& r : rows) request_log_.push_back(std::move(r));
+}
+
+Status SqliteStore::FlushRequestLog() {
+  std::vector<ApiRequestLog> rows;
+  {
+    std::lock_guard lock(request_log_mu_);
+    rows.swap(request_log_);
+  }
+  if (rows.empty()) return Ok();
+  OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
+  OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
+      "INSERT INTO api_requests(at, org_id, principal, method, route, status, duration_us, client) "
+      "VALUES(?,?,?,?,?,?,?,?)"));
+  for (const auto& r : rows) {
+    s->Bind(1, r.at);
+    if (r.org) s->Bind(2, *r.org); else s->BindNull(2);
+    OS_RETURN_IF_ERROR(s->Bind(3, r.principal)
+                           .Bind(4, r.method)
+                           .Bind(5, r.route)
+                           .Bind(6, r.status)
+                           .Bind(7, r.duration_us)
+                           .Bind(8, r.client)
+                           .Run());
+  }
+  return txn.Commit();
+}
+
 // ================================================================================================
 // Ingest: the writer
 
@@ -858,7 +1169,11 @@ void SqliteStore::WriterLoop() {
     if (auto st = MaybeFlush(false); !st) {
       spdlog::error("store: compaction failed, will retry: {}", st.error().message);
     }
+    if (auto st = FlushRequestLog(); !st) {
+      spdlog::warn("store: request log rows dropped: {}", st.error().message);
+    }
   }
+  (void)FlushRequestLog();
   if (head_count_ > 0) {
     if (auto st = Flush(); !st) {
       spdlog::warn("store: final compaction failed (the log keeps the readings): {}",
@@ -1404,6 +1719,7 @@ Status SqliteStore::Flush() {
 Status SqliteStore::Compact() {
   OS_RETURN_IF_ERROR(RequireWriter("compaction"));
   return RunOnWriter([this]() -> Status {
+    OS_RETURN_IF_ERROR(FlushRequestLog());
     OS_RETURN_IF_ERROR(Flush());
     OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA wal_checkpoint(TRUNCATE)"));
     OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA incremental_vacuum"));
@@ -1667,6 +1983,14 @@ Result<SqliteStore::StepResult> SqliteStore::RetentionStepRollup(OrgId org, int 
 }
 
 Result<std::int64_t> SqliteStore::RetentionCount(Db* db, OrgId org, DataClass c, TimestampMs cutoff) {
+  if (c == DataClass::kApiRequestLogs) {
+    OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare("SELECT count(*) FROM api_requests WHERE org_id=? AND at<?"));
+    s->Bind(1, org).Bind(2, cutoff);
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    std::int64_t n = row ? s->Int(0) : 0;
+    s->Reset();
+    return n;
+  }
   if (c == DataClass::kRawReadings) {
     OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
         "SELECT c.end_ts, c.count, c.data FROM chunks c JOIN series s ON s.id=c.series_id "
@@ -1726,9 +2050,8 @@ Result<RetentionReport> SqliteStore::RunRetention(bool dry_run) {
     OS_ASSIGN_OR_RETURN(RetentionPolicy policy, GetRetentionPolicy(org.id));
     for (auto& entry : report.classes) {
       DataClass c = entry.data_class;
-      if (c != DataClass::kRawReadings && c != DataClass::kRollup5m && c != DataClass::kRollup1h &&
-          c != DataClass::kRollup1d) {
-        continue;  // alert events are kept forever; the log tables arrive with their modules
+      if (c == DataClass::kAlertEvents || c == DataClass::kNotificationLogs) {
+        continue;  // alert events are kept forever; notification logs arrive with their module
       }
       auto cutoff = RetentionCutoff(policy.For(c), now);
       if (!cutoff) continue;
@@ -1743,10 +2066,15 @@ Result<RetentionReport> SqliteStore::RunRetention(bool dry_run) {
         bool more = false;
         OS_RETURN_IF_ERROR(RunOnWriter([&]() -> Status {
           if (c == DataClass::kRawReadings) {
-            OS_ASSIGN_OR_RETURN(OrgState * os, WriterOrg(org.id, now));
-            (void)os;
             OS_ASSIGN_OR_RETURN(n, RetentionStepRaw(org.id, *cutoff));
             more = n > 0;
+          } else if (c == DataClass::kApiRequestLogs) {
+            OS_ASSIGN_OR_RETURN(Stmt * del, wdb_->Prepare(
+                "DELETE FROM api_requests WHERE id IN (SELECT id FROM api_requests "
+                "WHERE org_id=? AND at<? LIMIT ?)"));
+            OS_RETURN_IF_ERROR(del->Bind(1, org.id).Bind(2, *cutoff).Bind(3, kRetentionStep).Run());
+            n = wdb_->Changes();
+            more = n >= kRetentionStep;
           } else {
             int level = c == DataClass::kRollup5m ? kLevel5m
                         : c == DataClass::kRollup1h ? kLevel1h
@@ -1759,6 +2087,34 @@ Result<RetentionReport> SqliteStore::RunRetention(bool dry_run) {
         }));
         entry.rows += n;
         if (!more) break;
+      }
+    }
+  }
+  // Requests without an organisation (refused tokens, health checks) follow the default.
+  if (auto cutoff = RetentionCutoff(DefaultRetention(DataClass::kApiRequestLogs), now); cutoff) {
+    for (auto& entry : report.classes) {
+      if (entry.data_class != DataClass::kApiRequestLogs) continue;
+      if (dry_run) {
+        OS_ASSIGN_OR_RETURN(Stmt * s, reader->Prepare(
+            "SELECT count(*) FROM api_requests WHERE org_id IS NULL AND at<?"));
+        s->Bind(1, *cutoff);
+        OS_ASSIGN_OR_RETURN(bool row, s->Step());
+        entry.rows += row ? s->Int(0) : 0;
+        s->Reset();
+        continue;
+      }
+      while (true) {
+        std::int64_t n = 0;
+        OS_RETURN_IF_ERROR(RunOnWriter([&]() -> Status {
+          OS_ASSIGN_OR_RETURN(Stmt * del, wdb_->Prepare(
+              "DELETE FROM api_requests WHERE id IN (SELECT id FROM api_requests "
+              "WHERE org_id IS NULL AND at<? LIMIT ?)"));
+          OS_RETURN_IF_ERROR(del->Bind(1, *cutoff).Bind(2, kRetentionStep).Run());
+          n = wdb_->Changes();
+          return Ok();
+        }));
+        entry.rows += n;
+        if (n < kRetentionStep) break;
       }
     }
   }
