@@ -98,7 +98,7 @@ TEST_F(Cli, VersionAndHelpOnEveryCommand) {
   for (std::vector<std::string> cmd :
        {std::vector<std::string>{"--help"}, {"serve", "--help"}, {"migrate", "--help"},
         {"org", "create", "--help"}, {"org", "list", "--help"}, {"org", "set", "--help"},
-        {"site", "create", "--help"}, {"device", "create", "--help"}, {"device", "list", "--help"},
+        {"site", "create", "--help"}, {"device", "create", "--help"}, {"device", "list", "--help"}, {"device", "rotate-token", "--help"},
         {"retention", "run", "--help"}, {"retention", "show", "--help"}, {"retention", "set", "--help"},
         {"rollup", "rebuild", "--help"}, {"compact", "--help"}, {"version", "--help"}}) {
     Outcome r = Exec(cmd);
@@ -121,11 +121,18 @@ TEST_F(Cli, OrganisationsAndDevicesWithJson) {
   ASSERT_TRUE(org.is_object());
   EXPECT_EQ(org["name"], "Cafe Rosa");
   EXPECT_EQ(org["timezone"], "Europe/Berlin");
+  EXPECT_EQ(org["token"].get<std::string>().rfind("osk_", 0), 0u);
   std::string id = std::to_string(org["id"].get<long>());
   json site = Json({"site", "create", "--org", id, "--name", "Kitchen", "--json"});
   json dev = Json({"device", "create", "--org", id, "--name", "Walk-in", "--serial", "AA:BB:CC",
                    "--site", std::to_string(site["id"].get<long>()), "--json"});
   EXPECT_EQ(dev["serial"], "AA:BB:CC");
+  std::string first_token = dev["token"].get<std::string>();
+  EXPECT_EQ(first_token.rfind("osd_", 0), 0u);
+  json rotated = Json({"device", "rotate-token", "--org", id, "--device",
+                       std::to_string(dev["id"].get<long>()), "--json"});
+  EXPECT_EQ(rotated["token"].get<std::string>().rfind("osd_", 0), 0u);
+  EXPECT_NE(rotated["token"], first_token);
   json list = Json({"device", "list", "--org", id, "--json"});
   ASSERT_TRUE(list.is_array());
   ASSERT_EQ(list.size(), 1u);

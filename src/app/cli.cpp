@@ -19,6 +19,7 @@
 #include "app/config.hpp"
 #include "app/demo.hpp"
 #include "app/version.hpp"
+#include "auth/token_service.hpp"
 #include "core/retention.hpp"
 #include "core/time_zone.hpp"
 #include "ops/scheduler.hpp"
@@ -251,6 +252,10 @@ int RunCli(int argc, char** argv) {
   org_create->add_option("--timezone", new_org.time_zone, "IANA time zone (1-day rollups follow it)")
       ->capture_default_str();
   org_create->add_option("--tier", tier_name, "free, team or enterprise")->capture_default_str();
+  std::string owner_email = "owner@localhost";
+  org_create->add_option("--owner-email", owner_email,
+                         "The owner's email; an owner API token (osk_...) is printed once")
+      ->capture_default_str();
   AddSettingFlags(org_create, &flags, kStoreFlags);
   AddJsonFlag(org_create, &flags);
   auto* org_list = org_cmd->add_subcommand("list", "List organisations");
@@ -279,6 +284,7 @@ int RunCli(int argc, char** argv) {
   auto* device_cmd = app.add_subcommand("device", "Devices (sensors)");
   device_cmd->require_subcommand(1);
   store::NewDevice new_device;
+  DeviceId device_id_flag = 0;
   SiteId site_id = 0;
   std::string serial;
   auto* device_create = device_cmd->add_subcommand("create", "Register a device");
@@ -288,6 +294,15 @@ int RunCli(int argc, char** argv) {
   device_create->add_option("--serial", serial, "Serial or MAC, unique in the organisation");
   AddSettingFlags(device_create, &flags, kStoreFlags);
   AddJsonFlag(device_create, &flags);
+  TimestampMs grace_seconds = 0;
+  auto* device_rotate = device_cmd->add_subcommand(
+      "rotate-token", "Issue a new ingest token; the old one stops now or after --grace seconds");
+  device_rotate->add_option("--org", org_id, "Organisation id")->required();
+  device_rotate->add_option("--device", device_id_flag, "Device id")->required();
+  device_rotate->add_option("--grace", grace_seconds, "Seconds the old token keeps working")
+      ->capture_default_str();
+  AddSettingFlags(device_rotate, &flags, kStoreFlags);
+  AddJsonFlag(device_rotate, &flags);
   auto* device_list = device_cmd->add_subcommand("list", "List the devices of an organisation");
   device_list->add_option("--org", org_id, "Organisation id")->required();
   AddSettingFlags(device_list, &flags, kStoreFlags);
@@ -362,9 +377,20 @@ int RunCli(int argc, char** argv) {
       new_org.tier = Check(ParseTier(tier_name));
       auto store = OpenFor(cfg, false);
       auto org = Check(store->CreateOrganization(new_org));
-      if (flags.json) PrintJson(OrgJson(org));
-      else fmt::print("created organisation {} '{}' (time zone {}, tier {})\n", org.id, org.name,
-                      org.time_zone, TierName(org.tier));
+      auto owner = Check(store->CreateUser(org.id, owner_email, Role::kOwner));
+      SystemClock clock;
+      auth::TokenService tokens(store.get(), &clock);
+      auto token = Check(tokens.IssueUserToken(org.id, owner.id, Role::kOwner, "created by org create"));
+      if (flags.json) {
+        json j = OrgJson(org);
+        j["owner"] = {{"id", owner.id}, {"email", owner.email}};
+        j["token"] = token.token;
+        PrintJson(j);
+      } else {
+        fmt::print("created organisation {} '{}' (time zone {}, tier {})\n", org.id, org.name,
+                   org.time_zone, TierName(org.tier));
+        fmt::print("owner {} API token (shown once, keep it safe):\n  {}\n", owner.email, token.token);
+      }
       return 0;
     }
     if (*org_list) {
@@ -408,8 +434,34 @@ int RunCli(int argc, char** argv) {
       if (!serial.empty()) new_device.serial = serial;
       auto store = OpenFor(cfg, false);
       auto dev = Check(store->CreateDevice(new_device));
-      if (flags.json) PrintJson(DeviceJson(dev));
-      else fmt::print("created device {} '{}' in organisation {}\n", dev.id, dev.name, dev.org_id);
+      SystemClock clock;
+      auth::TokenService tokens(store.get(), &clock);
+      auto token = Check(tokens.IssueDeviceToken(dev.org_id, dev.id));
+      if (flags.json) {
+        json j = DeviceJson(dev);
+        j["token"] = token.token;
+        PrintJson(j);
+      } else {
+        fmt::print("created device {} '{}' in organisation {}\n", dev.id, dev.name, dev.org_id);
+        fmt::print("ingest token (shown once, keep it safe):\n  {}\n", token.token);
+      }
+      return 0;
+    }
+    if (*device_rotate) {
+      auto store = OpenFor(cfg, false);
+      SystemClock clock;
+      auth::TokenService tokens(store.get(), &clock);
+      auto token = Check(tokens.RotateDeviceToken(org_id, device_id_flag, grace_seconds * kMsPerSecond));
+      if (flags.json) {
+        PrintJson({{"id", device_id_flag}, {"token", token.token}, {"grace_seconds", grace_seconds}});
+      } else {
+        fmt::print("new ingest token for device {} (shown once):\n  {}\n", device_id_flag, token.token);
+        if (grace_seconds > 0) {
+          fmt::print("the old token keeps working for {} seconds\n", grace_seconds);
+        } else {
+          fmt::print("the old token no longer works\n");
+        }
+      }
       return 0;
     }
     if (*device_list) {
