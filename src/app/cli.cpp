@@ -18,6 +18,9 @@
 
 #include "app/config.hpp"
 #include "app/demo.hpp"
+#include "api/api.hpp"
+#include "api/http/server.hpp"
+#include "app/simulate.hpp"
 #include "app/version.hpp"
 #include "auth/token_service.hpp"
 #include "core/retention.hpp"
@@ -100,8 +103,9 @@ void ApplyLogLevel(const Config& cfg) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
 }
 
-store::StoreOptions StoreOptionsFor(const Config& cfg, bool writer) {
+store::StoreOptions StoreOptionsFor(const Config& cfg, bool writer, MetricsRegistry* metrics = nullptr) {
   store::StoreOptions o;
+  o.metrics = metrics;
   o.url = cfg.StoreUrl();
   o.synchronous = cfg.store_synchronous == "normal" ? store::Synchronous::kNormal
                                                     : store::Synchronous::kFull;
@@ -148,6 +152,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   Config cfg = LoadConfigFor(flags);
   ApplyLogLevel(cfg);
   bool scheduler_role = false;
+  bool http_role = false;
   {
     std::string roles = serve.roles;
     std::size_t pos = 0;
@@ -155,7 +160,8 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
       std::size_t comma = roles.find(',', pos);
       std::string role = roles.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       if (role == "scheduler") scheduler_role = true;
-      else if (role != "api" && role != "ingest" && role != "alerts") {
+      else if (role == "api" || role == "ingest") http_role = true;
+      else if (role != "alerts") {
         UsageError(fmt::format("--roles: unknown role '{}': use api, ingest, alerts, scheduler", role));
       }
       if (comma == std::string::npos) break;
@@ -170,10 +176,23 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   SystemClock clock;
-  auto store = OpenFor(cfg, /*writer=*/true);
+  MetricsRegistry metrics;
+  auto store = Check(store::OpenStore(StoreOptionsFor(cfg, /*writer=*/true, &metrics)));
   spdlog::info("opensense {} serving store {} (schema {})", kVersion, cfg.StoreUrl(),
                store->SchemaVersion());
-  spdlog::info("HTTP API on {} arrives with the HTTP API issue; nothing listens yet", cfg.listen);
+  auth::TokenService tokens(store.get(), &clock);
+  api::Api api(store.get(), &tokens, &metrics, &clock);
+  std::unique_ptr<http::Server> server;
+  if (http_role) {
+    http::ServerOptions hopts;
+    hopts.listen = cfg.listen;
+    hopts.on_complete = [&api](const http::Request& req, const std::string& route, int status,
+                               std::chrono::microseconds duration) {
+      api.OnComplete(req, route, status, duration);
+    };
+    server = Check(http::Server::Start(hopts, api.BuildRouter()));
+    spdlog::info("HTTP API listening on http://{}", server->address());
+  }
 
   std::unique_ptr<ops::Scheduler> scheduler;
   if (scheduler_role) {
@@ -208,6 +227,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   sigwait(&signals, &sig);
   spdlog::info("received {}, stopping: finishing queued writes", sig == SIGINT ? "SIGINT" : "SIGTERM");
   stop = true;
+  if (server) server->Shutdown();  // finishes in-flight requests first
   if (demo_thread.joinable()) demo_thread.join();
   if (scheduler) scheduler->Stop();
   store->Close();
@@ -339,6 +359,21 @@ int RunCli(int argc, char** argv) {
   rollup_rebuild->add_option("--to", to_text, "End, exclusive (RFC 3339 or epoch ms)")->required();
   AddSettingFlags(rollup_rebuild, &flags, kStoreFlags);
 
+  // simulate
+  SimulateOptions sim;
+  auto* simulate_cmd = app.add_subcommand(
+      "simulate", "Post simulated fridge readings to an OpenSense server, as real devices would");
+  simulate_cmd->add_option("--url", sim.url, "Server, e.g. http://127.0.0.1:8080")->required();
+  simulate_cmd->add_option("--token", sim.token,
+                           "Device token (one device) or gateway token (devices sim-1..sim-N)")
+      ->required();
+  simulate_cmd->add_option("--devices", sim.devices, "Simulated devices (gateway token)")->capture_default_str();
+  simulate_cmd->add_option("--rate", sim.rate, "Posts per second in all")->capture_default_str();
+  simulate_cmd->add_option("--duration", sim.duration_seconds, "Stop after this many seconds (0: never)")
+      ->capture_default_str();
+  simulate_cmd->add_option("--step", sim.step_seconds, "Simulated seconds between readings of a device")
+      ->capture_default_str();
+
   // compact
   auto* compact_cmd = app.add_subcommand(
       "compact", "Compact recent readings into chunks and checkpoint the store");
@@ -358,6 +393,8 @@ int RunCli(int argc, char** argv) {
 
   try {
     if (*serve_cmd) return RunServe(flags, serve);
+
+    if (*simulate_cmd) return RunSimulate(sim);
 
     if (*version_cmd) {
       if (flags.json) PrintJson({{"version", kVersion}, {"schema", store::LatestSchemaVersion()}});

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/clock.hpp"
+#include "core/metrics.hpp"
 #include "core/retention.hpp"
 #include "core/types.hpp"
 
@@ -44,6 +45,8 @@ struct StoreOptions {
   TimestampMs head_flush_age_ms = 10 * kMsPerMinute;
   // How long a metadata write waits for the database lock.
   int busy_timeout_ms = 5000;
+  // Where the writer reports its queue, commits and compactions (not owned; may be null).
+  MetricsRegistry* metrics = nullptr;
 };
 
 struct NewOrganization {
@@ -173,6 +176,8 @@ class Store {
   // Compacts the head into chunks and checkpoints, so the file holds everything compactly.
   virtual Status Compact() = 0;
   virtual Result<StoreStats> Stats() = 0;
+  // OK when the store answers a query, the writer runs, and its queue is below 90 % full.
+  virtual Status Ready() = 0;
 
   // Completes every queued batch, stops the writer and closes connections. Idempotent.
   virtual void Close() = 0;

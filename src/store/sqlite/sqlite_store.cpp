@@ -217,6 +217,7 @@ class SqliteStore final : public Store {
   Result<RetentionReport> RunRetention(bool dry_run) override;
   Status Compact() override;
   Result<StoreStats> Stats() override;
+  Status Ready() override;
   void Close() override;
 
  private:
@@ -1157,6 +1158,10 @@ void SqliteStore::WriterLoop() {
           queue_.pop_front();
         }
         queued_readings_ -= total;
+        if (options_.metrics != nullptr) {
+          options_.metrics->GetGauge("opensense_writer_queue_readings", "Readings waiting for the writer.")
+              .Set(static_cast<double>(queued_readings_));
+        }
       }
     }
     if (task) {
@@ -1437,6 +1442,13 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
     }
   }
   if (!pending.empty() && oldest_log_at_ == kNoTs) oldest_log_at_ = now;
+  if (options_.metrics != nullptr) {
+    options_.metrics->GetHistogram("opensense_writer_commit_seconds", "Group commit latency (one transaction).")
+        .Observe(static_cast<double>(clock_->NowMs() - now) / 1000.0);
+    options_.metrics->GetCounter("opensense_writer_batches_total", "Batches committed by the writer.").Inc(group.size());
+    options_.metrics->GetGauge("opensense_store_head_readings", "Acknowledged readings not yet compacted.")
+        .Set(static_cast<double>(head_count_.load() + static_cast<std::int64_t>(pending.size())));
+  }
   head_count_.fetch_add(static_cast<std::int64_t>(pending.size()));
   // Every record has exactly one fate: accepted = the rest.
   for (std::size_t j = 0; j < group.size(); ++j) {
@@ -1824,6 +1836,22 @@ Result<SeriesResult> SqliteStore::QuerySeries(const SeriesQuery& q) {
   out.points.reserve(buckets.size());
   for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
   return out;
+}
+
+Status SqliteStore::Ready() {
+  if (options_.writer) {
+    std::lock_guard lock(queue_mu_);
+    if (stopping_) return MakeError(ErrorCode::kUnavailable, "the store is shutting down");
+    if (queued_readings_ * 10 >= options_.max_queued_readings * 9) {
+      return MakeError(ErrorCode::kUnavailable, "the writer queue is nearly full");
+    }
+  }
+  OS_ASSIGN_OR_RETURN(ReaderLease db, AcquireReader());
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare("SELECT 1"));
+  OS_ASSIGN_OR_RETURN(bool row, s->Step());
+  s->Reset();
+  if (!row) return MakeError(ErrorCode::kUnavailable, "the store does not answer");
+  return Ok();
 }
 
 Result<StoreStats> SqliteStore::Stats() {

@@ -1,0 +1,758 @@
+#include "api/api.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/time_zone.hpp"
+#include "core/validation.hpp"
+#include "ingest/payload.hpp"
+
+namespace opensense::api {
+
+namespace {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+constexpr int kMaxJsonDepth = 32;
+
+int StatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument: return 400;
+    case ErrorCode::kNotFound: return 404;
+    case ErrorCode::kAlreadyExists: return 409;
+    case ErrorCode::kPermissionDenied: return 403;
+    case ErrorCode::kFailedPrecondition: return 409;
+    case ErrorCode::kResourceExhausted: return 429;
+    case ErrorCode::kUnavailable: return 503;
+    case ErrorCode::kConflict: return 409;
+    case ErrorCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+Response FromError(const Error& e) {
+  int status = StatusFor(e.code);
+  if (status == 500) {
+    spdlog::error("api: internal error: {}", e.message);
+    return Response::Error(500, "internal", "internal error; see the server log");
+  }
+  Response r = Response::Error(status, ErrorCodeName(e.code), e.message);
+  if (status == 429 || status == 503) r.SetHeader("Retry-After", "1");
+  return r;
+}
+
+Response Unauthorized() {
+  Response r = Response::Error(401, "unauthenticated", "a valid token is required");
+  r.SetHeader("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+Response Forbidden(std::string_view why) { return Response::Error(403, "permission_denied", why); }
+
+// Refuses JSON nested deeper than `max` before a recursive parser sees it.
+bool NestingWithin(std::string_view s, int max) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : s) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > max) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+Result<json> ParseJsonBody(const Request& req) {
+  if (!NestingWithin(req.body, kMaxJsonDepth)) {
+    return MakeError(ErrorCode::kInvalidArgument, "the JSON body is nested too deeply");
+  }
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return MakeError(ErrorCode::kInvalidArgument, "the body must be a JSON object");
+  }
+  return j;
+}
+
+std::optional<std::int64_t> ParseId(const std::string& text) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || v <= 0) return std::nullopt;
+  return v;
+}
+
+std::string Base64Decode(std::string_view in) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  int bits = 0, acc = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    int v = val(c);
+    if (v < 0) return {};
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Bearer everywhere; InfluxDB's forms (Token, Basic with the token as password, ?p=) on the
+// InfluxDB-compatible endpoints.
+std::optional<std::string> PresentedToken(const Request& req, bool influx) {
+  if (auto h = req.Header("Authorization")) {
+    std::string_view v = Trim(*h);
+    auto starts = [&](std::string_view p) {
+      return v.size() > p.size() && std::equal(p.begin(), p.end(), v.begin(), [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+             });
+    };
+    if (starts("Bearer ")) return std::string(Trim(v.substr(7)));
+    if (influx && starts("Token ")) return std::string(Trim(v.substr(6)));
+    if (influx && starts("Basic ")) {
+      std::string decoded = Base64Decode(Trim(v.substr(6)));
+      auto colon = decoded.find(':');
+      if (colon != std::string::npos) return decoded.substr(colon + 1);
+    }
+    return std::string();  // present but unusable: refuse rather than fall back
+  }
+  if (influx) {
+    if (auto p = req.Query("p")) return *p;
+  }
+  return std::nullopt;
+}
+
+json DeviceJson(const Device& d) {
+  json j = {{"id", d.id},     {"org", d.org_id},
+            {"name", d.name}, {"decommissioned", d.decommissioned},
+            {"created_at", FormatRfc3339(d.created_at)}};
+  j["site"] = d.site_id ? json(*d.site_id) : json(nullptr);
+  j["serial"] = d.serial ? json(*d.serial) : json(nullptr);
+  return j;
+}
+
+json SiteJson(const Site& s) {
+  return {{"id", s.id}, {"org", s.org_id}, {"name", s.name}, {"auto_register", s.auto_register}};
+}
+
+std::string Num(double v) { return fmt::format("{}", v); }
+
+// Token bucket per token id.
+class RateLimiter {
+ public:
+  RateLimiter(double rate, double burst) : rate_(rate), burst_(burst) {}
+  bool Allow(std::int64_t key, TimestampMs now) {
+    std::lock_guard lock(mu_);
+    auto& b = buckets_[key];
+    if (b.last == 0) b = {burst_, now};
+    b.tokens = std::min(burst_, b.tokens + rate_ * static_cast<double>(now - b.last) / 1000.0);
+    b.last = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+ private:
+  struct Bucket {
+    double tokens = 0;
+    TimestampMs last = 0;
+  };
+  double rate_, burst_;
+  std::mutex mu_;
+  std::unordered_map<std::int64_t, Bucket> buckets_;
+};
+
+}  // namespace
+
+struct Api::Impl {
+  store::Store* store;
+  auth::TokenService* tokens;
+  MetricsRegistry* metrics;
+  const Clock* clock;
+  ApiOptions options;
+  RateLimiter limiter;
+  std::vector<RouteInfo> routes;
+
+  Impl(store::Store* s, auth::TokenService* t, MetricsRegistry* m, const Clock* c, ApiOptions o)
+      : store(s), tokens(t), metrics(m), clock(c), options(o),
+        limiter(o.ingest_rate_per_token, o.ingest_burst_per_token) {}
+
+  // ---- authentication ---------------------------------------------------------------------
+
+  Result<auth::Principal> Authenticate(Request& req, bool influx) {
+    auto presented = PresentedToken(req, influx);
+    if (!presented || presented->empty()) {
+      return MakeError(ErrorCode::kPermissionDenied, "unauthenticated");
+    }
+    auto p = tokens->Verify(*presented);
+    if (!p) return tl::unexpected(p.error());
+    req.params["__principal"] = p->Describe();
+    req.params["__org"] = std::to_string(p->org);
+    return p;
+  }
+
+  // A user token with at least `role`.
+  template <typename Fn>
+  http::Handler User(Role role, Fn fn) {
+    return [this, role, fn](Request& req) -> Response {
+      auto p = Authenticate(req, false);
+      if (!p) return p.error().code == ErrorCode::kPermissionDenied ? Unauthorized() : FromError(p.error());
+      if (p->kind != TokenKind::kUser) return Forbidden("this route needs a user API token (osk_...)");
+      if (p->role < role) {
+        return Forbidden(fmt::format("this route needs the {} role", RoleName(role)));
+      }
+      return fn(req, *p);
+    };
+  }
+
+  void Route(http::Router& r, std::string method, std::string pattern, std::string summary,
+             http::Handler h) {
+    routes.push_back({method, pattern, std::move(summary)});
+    r.Add(std::move(method), std::move(pattern), std::move(h));
+  }
+
+  // ---- ingest -------------------------------------------------------------------------------
+
+  Response Ingest(Request& req, bool influx, bool v2) {
+    auto p = Authenticate(req, influx);
+    if (!p) return p.error().code == ErrorCode::kPermissionDenied ? Unauthorized() : FromError(p.error());
+    if (p->kind == TokenKind::kUser) {
+      return Forbidden("readings are posted with a device (osd_) or gateway (osg_) token");
+    }
+    const TimestampMs now = clock->NowMs();
+    if (!limiter.Allow(p->token_id, now)) {
+      metrics->GetCounter("opensense_ingest_throttled_total", "Ingest requests refused by the rate limit.").Inc();
+      Response r = Response::Error(429, "rate_limited", "too many requests for this token; retry later");
+      r.SetHeader("Retry-After", "1");
+      return r;
+    }
+    ingest::PayloadFormat format = ingest::PayloadFormat::kLineProtocol;
+    if (!influx) {
+      auto ct = req.Header("Content-Type");
+      auto f = ingest::FormatFromContentType(ct ? *ct : std::string_view());
+      if (!f) return Response::Error(415, "unsupported_media_type", f.error().message);
+      format = *f;
+    }
+    ingest::ParseOptions po;
+    po.gateway = p->kind == TokenKind::kGateway;
+    po.now_ms = now;
+    po.max_records = options.max_records;
+    std::string precision = req.Query("precision").value_or(influx ? "ns" : "ns");
+    if (influx && !v2 && precision == "n") precision = "ns";
+    if (precision == "h" || precision == "m") {
+      return Response::Error(400, "invalid_argument", "precision must be ns, us, ms or s");
+    }
+    po.lp_precision = precision;
+    auto parsed = ingest::Parse(format, req.body, po);
+    if (!parsed) {
+      metrics->GetCounter("opensense_ingest_documents_refused_total", "Ingest documents that could not be parsed.").Inc();
+      return FromError(parsed.error());
+    }
+    // Resolve devices and build readings.
+    std::vector<Reading> readings;
+    std::vector<std::size_t> record_index;
+    readings.reserve(parsed->records.size());
+    record_index.reserve(parsed->records.size());
+    std::vector<std::pair<std::size_t, std::string>> rejected;
+    for (const auto& e : parsed->errors) rejected.emplace_back(e.index, e.reason);
+    std::unordered_map<std::string, Result<DeviceId>> resolved;
+    for (const auto& rec : parsed->records) {
+      DeviceId device = 0;
+      if (p->kind == TokenKind::kDevice) {
+        device = *p->device;
+      } else {
+        const std::string name = rec.device.value_or("");
+        auto it = resolved.find(name);
+        if (it == resolved.end()) it = resolved.emplace(name, ResolveGatewayDevice(*p, name)).first;
+        if (!it->second) {
+          rejected.emplace_back(rec.index, it->second.error().message);
+          continue;
+        }
+        device = *it->second;
+      }
+      readings.push_back(Reading{device, rec.metric, rec.unit, rec.ts.value_or(now), rec.value});
+      record_index.push_back(rec.index);
+    }
+    std::size_t submitted = readings.size();
+    auto result = store->Ingest(p->org, std::move(readings)).get();
+    if (!result) return FromError(result.error());
+    for (const auto& r : result->rejected) {
+      rejected.emplace_back(record_index[r.index], fmt::format("{}: {}", RejectReasonName(r.reason), r.message));
+      metrics->GetCounter("opensense_ingest_rejected_total", "Readings rejected, by reason.",
+                          {{"reason", std::string(RejectReasonName(r.reason))}}).Inc();
+    }
+    metrics->GetCounter("opensense_ingest_readings_total", "Readings accepted.").Inc(result->accepted);
+    metrics->GetCounter("opensense_ingest_duplicates_total", "Readings that were stored already.").Inc(result->duplicates);
+    if (!parsed->errors.empty()) {
+      metrics->GetCounter("opensense_ingest_rejected_total", "Readings rejected, by reason.",
+                          {{"reason", "invalid_record"}}).Inc(parsed->errors.size());
+    }
+    (void)submitted;
+    if (rejected.empty()) {
+      if (influx) return Response{204, {}, {}, {}};
+      return Response::Json(200, fmt::format(R"({{"accepted":{},"duplicates":{}}})", result->accepted,
+                                             result->duplicates));
+    }
+    std::stable_sort(rejected.begin(), rejected.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    json body;
+    body["error"] = {{"code", "partial_write"},
+                     {"message", fmt::format("{} record(s) rejected; the others were stored", rejected.size())}};
+    body["accepted"] = result->accepted;
+    body["duplicates"] = result->duplicates;
+    json list = json::array();
+    for (const auto& [index, reason] : rejected) list.push_back({{"index", index}, {"reason", reason}});
+    body["rejected"] = std::move(list);
+    return Response::Json(400, body.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+
+  Result<DeviceId> ResolveGatewayDevice(const auth::Principal& p, const std::string& name) {
+    if (name.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "a gateway record must name its device");
+    }
+    auto in_site = [&](const Device& d) -> Result<DeviceId> {
+      if (d.site_id != p.site) {
+        return MakeError(ErrorCode::kNotFound, fmt::format("device '{}' does not belong to this gateway's site", name.substr(0, 64)));
+      }
+      return d.id;
+    };
+    if (auto id = ParseId(name)) {
+      if (auto d = store->GetDevice(p.org, *id)) return in_site(*d);
+    }
+    if (auto d = store->FindDeviceBySerial(p.org, name)) return in_site(*d);
+    OS_ASSIGN_OR_RETURN(Site site, store->GetSite(p.org, *p.site));
+    if (!site.auto_register) {
+      return MakeError(ErrorCode::kNotFound, fmt::format("unknown device '{}'", name.substr(0, 64)));
+    }
+    if (name.size() > 128) return MakeError(ErrorCode::kInvalidArgument, "a device name has at most 128 characters");
+    auto created = store->CreateDevice({p.org, name, site.id, name});
+    if (!created) {
+      // Another request may have registered it a moment ago.
+      if (auto d = store->FindDeviceBySerial(p.org, name)) return in_site(*d);
+      return tl::unexpected(created.error());
+    }
+    spdlog::info("api: gateway of site {} registered device {} '{}'", site.id, created->id, name);
+    return created->id;
+  }
+
+  // ---- devices and sites --------------------------------------------------------------------
+
+  Result<Device> DeviceParam(const Request& req, const auth::Principal& p) {
+    auto id = ParseId(req.params.at("id"));
+    if (!id) return MakeError(ErrorCode::kNotFound, "no such device");
+    return store->GetDevice(p.org, *id);
+  }
+
+  Result<Site> SiteParam(const Request& req, const auth::Principal& p) {
+    auto id = ParseId(req.params.at("id"));
+    if (!id) return MakeError(ErrorCode::kNotFound, "no such site");
+    return store->GetSite(p.org, *id);
+  }
+
+  static Result<std::optional<std::int64_t>> OptionalId(const json& j, const char* key) {
+    if (!j.contains(key) || j[key].is_null()) return std::optional<std::int64_t>();
+    if (!j[key].is_number_integer()) {
+      return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' must be an integer id", key));
+    }
+    return std::optional<std::int64_t>(j[key].get<std::int64_t>());
+  }
+
+  static Result<std::optional<std::string>> OptionalString(const json& j, const char* key) {
+    if (!j.contains(key) || j[key].is_null()) return std::optional<std::string>();
+    if (!j[key].is_string()) return MakeError(ErrorCode::kInvalidArgument, fmt::format("'{}' must be a string", key));
+    return std::optional<std::string>(j[key].get<std::string>());
+  }
+
+  Response CreateDevice(Request& req, const auth::Principal& p) {
+    auto body = ParseJsonBody(req);
+    if (!body) return FromError(body.error());
+    auto name = OptionalString(*body, "name");
+    auto site = OptionalId(*body, "site");
+    auto serial = OptionalString(*body, "serial");
+    for (const Status& st : {Status(name ? Ok() : tl::unexpected(name.error())),
+                             Status(site ? Ok() : tl::unexpected(site.error())),
+                             Status(serial ? Ok() : tl::unexpected(serial.error()))}) {
+      if (!st) return FromError(st.error());
+    }
+    if (!*name) return Response::Error(400, "invalid_argument", "'name' is required");
+    auto dev = store->CreateDevice({p.org, **name, *site, *serial});
+    if (!dev) return FromError(dev.error());
+    auto token = tokens->IssueDeviceToken(p.org, dev->id);
+    if (!token) return FromError(token.error());
+    json j = DeviceJson(*dev);
+    j["token"] = token->token;
+    return Response::Json(201, j.dump());
+  }
+
+  Response PatchDevice(Request& req, const auth::Principal& p) {
+    auto dev = DeviceParam(req, p);
+    if (!dev) return FromError(dev.error());
+    auto body = ParseJsonBody(req);
+    if (!body) return FromError(body.error());
+    store::DeviceUpdate up;
+    for (auto& [key, value] : body->items()) {
+      if (key != "name" && key != "site" && key != "serial") {
+        return Response::Error(400, "invalid_argument", fmt::format("unknown field '{}'", key.substr(0, 64)));
+      }
+    }
+    if (body->contains("name")) {
+      auto n = OptionalString(*body, "name");
+      if (!n || !*n) return Response::Error(400, "invalid_argument", "'name' must be a string");
+      up.name = **n;
+    }
+    if (body->contains("site")) {
+      auto s = OptionalId(*body, "site");
+      if (!s) return FromError(s.error());
+      up.site = *s;
+    }
+    if (body->contains("serial")) {
+      auto s = OptionalString(*body, "serial");
+      if (!s) return FromError(s.error());
+      up.serial = *s;
+    }
+    auto updated = store->UpdateDevice(p.org, dev->id, up);
+    if (!updated) return FromError(updated.error());
+    return Response::Json(200, DeviceJson(*updated).dump());
+  }
+
+  Response DeleteDevice(Request& req, const auth::Principal& p) {
+    auto dev = DeviceParam(req, p);
+    if (!dev) return FromError(dev.error());
+    if (auto st = tokens->RevokeDeviceTokens(p.org, dev->id); !st) return FromError(st.error());
+    if (auto st = store->DecommissionDevice(p.org, dev->id); !st) return FromError(st.error());
+    auto after = store->GetDevice(p.org, dev->id);
+    if (!after) return FromError(after.error());
+    return Response::Json(200, DeviceJson(*after).dump());
+  }
+
+  static TimestampMs GraceFrom(const Request& req) {
+    json j = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+    if (j.is_object() && j.contains("grace_seconds") && j["grace_seconds"].is_number_integer()) {
+      return j["grace_seconds"].get<std::int64_t>() * kMsPerSecond;
+    }
+    return 0;
+  }
+
+  Response RotateDevice(Request& req, const auth::Principal& p) {
+    auto dev = DeviceParam(req, p);
+    if (!dev) return FromError(dev.error());
+    if (!NestingWithin(req.body, kMaxJsonDepth)) return Response::Error(400, "invalid_argument", "bad body");
+    auto token = tokens->RotateDeviceToken(p.org, dev->id, GraceFrom(req));
+    if (!token) return FromError(token.error());
+    return Response::Json(200, json({{"device", dev->id}, {"token", token->token}}).dump());
+  }
+
+  Response Latest(Request& req, const auth::Principal& p) {
+    auto dev = DeviceParam(req, p);
+    if (!dev) return FromError(dev.error());
+    auto latest = store->Latest(p.org, dev->id);
+    if (!latest) return FromError(latest.error());
+    json metrics_json = json::array();
+    TimestampMs last_seen = 0;
+    for (const auto& l : *latest) {
+      metrics_json.push_back({{"metric", l.metric}, {"unit", l.unit}, {"t", l.ts}, {"v", l.value}});
+      last_seen = std::max(last_seen, l.ts);
+    }
+    json j = {{"device", dev->id}, {"metrics", metrics_json}};
+    j["last_seen"] = last_seen > 0 ? json(last_seen) : json(nullptr);
+    return Response::Json(200, j.dump());
+  }
+
+  Result<SeriesQuery> SeriesQueryFrom(const Request& req, const auth::Principal& p, DeviceId device) {
+    SeriesQuery q;
+    q.org = p.org;
+    q.device = device;
+    auto metric = req.Query("metric");
+    if (!metric || metric->empty()) return MakeError(ErrorCode::kInvalidArgument, "'metric' is required");
+    q.metric = *metric;
+    TimestampMs now = clock->NowMs();
+    q.to = now;
+    if (auto to = req.Query("to")) {
+      OS_ASSIGN_OR_RETURN(q.to, ParseTimestamp(*to));
+    }
+    q.from = q.to - kMsPerDay;
+    if (auto from = req.Query("from")) {
+      OS_ASSIGN_OR_RETURN(q.from, ParseTimestamp(*from));
+    }
+    if (auto res = req.Query("resolution")) {
+      OS_ASSIGN_OR_RETURN(q.resolution, ParseResolution(*res));
+    }
+    return q;
+  }
+
+  Response Series(Request& req, const auth::Principal& p) {
+    auto dev = DeviceParam(req, p);
+    if (!dev) return FromError(dev.error());
+    auto q = SeriesQueryFrom(req, p, dev->id);
+    if (!q) return FromError(q.error());
+    auto result = store->QuerySeries(*q);
+    if (!result) return FromError(result.error());
+    std::string out = fmt::format(R"({{"device":{},"metric":{},"unit":{},"resolution":"{}","points":[)",
+                                  result->device, json(result->metric).dump(), json(result->unit).dump(),
+                                  ResolutionName(result->resolution));
+    out.reserve(out.size() + result->points.size() * 64);
+    bool raw = result->resolution == Resolution::kRaw;
+    for (std::size_t i = 0; i < result->points.size(); ++i) {
+      const auto& pt = result->points[i];
+      if (i > 0) out.push_back(',');
+      if (raw) {
+        fmt::format_to(std::back_inserter(out), R"({{"t":{},"v":{}}})", pt.t, Num(pt.v));
+      } else {
+        fmt::format_to(std::back_inserter(out), R"({{"t":{},"v":{},"min":{},"max":{},"count":{}}})", pt.t,
+                       Num(pt.v), Num(pt.min), Num(pt.max), pt.count);
+      }
+    }
+    out += "]}";
+    return Response::Json(200, std::move(out));
+  }
+
+  Response SeriesCsv(Request& req, const auth::Principal& p) {
+    auto dev = DeviceParam(req, p);
+    if (!dev) return FromError(dev.error());
+    auto q = SeriesQueryFrom(req, p, dev->id);
+    if (!q) return FromError(q.error());
+    auto org = store->GetOrganization(p.org);
+    if (!org) return FromError(org.error());
+    auto zone = TimeZone::Load(req.Query("tz").value_or(org->time_zone));
+    if (!zone) return FromError(zone.error());
+    auto result = store->QuerySeries(*q);
+    if (!result) return FromError(result.error());
+    auto shared = std::make_shared<SeriesResult>(std::move(*result));
+    auto next = std::make_shared<std::size_t>(0);
+    auto header_done = std::make_shared<bool>(false);
+    TimeZone tz = *zone;
+    Response r;
+    r.status = 200;
+    r.SetHeader("Content-Type", "text/csv; charset=utf-8");
+    r.SetHeader("Content-Disposition",
+                fmt::format("attachment; filename=\"device-{}-{}.csv\"", dev->id, result->metric.empty() ? "series" : shared->metric));
+    r.stream = [shared, next, header_done, tz](std::string& chunk) {
+      if (!*header_done) {
+        chunk += fmt::format("time,{},min,max,count,unit\n", shared->metric);
+        *header_done = true;
+      }
+      std::size_t end = std::min(shared->points.size(), *next + 2000);
+      for (; *next < end; ++*next) {
+        const auto& pt = shared->points[*next];
+        chunk += fmt::format("{},{},{},{},{},{}\n", tz.FormatLocal(pt.t, "%Y-%m-%dT%H:%M:%E3S%Ez"), Num(pt.v),
+                             Num(pt.min), Num(pt.max), pt.count, shared->unit);
+      }
+      return *next < shared->points.size();
+    };
+    return r;
+  }
+
+  Response CreateSite(Request& req, const auth::Principal& p) {
+    auto body = ParseJsonBody(req);
+    if (!body) return FromError(body.error());
+    auto name = OptionalString(*body, "name");
+    if (!name || !*name) return Response::Error(400, "invalid_argument", "'name' is required");
+    auto site = store->CreateSite(p.org, **name);
+    if (!site) return FromError(site.error());
+    if (body->contains("auto_register") && (*body)["auto_register"].is_boolean()) {
+      site = store->UpdateSite(p.org, site->id, std::nullopt, (*body)["auto_register"].get<bool>());
+      if (!site) return FromError(site.error());
+    }
+    return Response::Json(201, SiteJson(*site).dump());
+  }
+
+  Response PatchSite(Request& req, const auth::Principal& p) {
+    auto site = SiteParam(req, p);
+    if (!site) return FromError(site.error());
+    auto body = ParseJsonBody(req);
+    if (!body) return FromError(body.error());
+    std::optional<std::string> name;
+    std::optional<bool> auto_register;
+    for (auto& [key, value] : body->items()) {
+      if (key == "name" && value.is_string()) name = value.get<std::string>();
+      else if (key == "auto_register" && value.is_boolean()) auto_register = value.get<bool>();
+      else return Response::Error(400, "invalid_argument", fmt::format("bad field '{}'", key.substr(0, 64)));
+    }
+    auto updated = store->UpdateSite(p.org, site->id, name, auto_register);
+    if (!updated) return FromError(updated.error());
+    return Response::Json(200, SiteJson(*updated).dump());
+  }
+
+  Response RotateSite(Request& req, const auth::Principal& p) {
+    auto site = SiteParam(req, p);
+    if (!site) return FromError(site.error());
+    if (!NestingWithin(req.body, kMaxJsonDepth)) return Response::Error(400, "invalid_argument", "bad body");
+    auto token = tokens->RotateGatewayToken(p.org, site->id, GraceFrom(req));
+    if (!token) return FromError(token.error());
+    return Response::Json(200, json({{"site", site->id}, {"token", token->token}}).dump());
+  }
+
+  Response ListTokens(Request&, const auth::Principal& p) {
+    auto list = store->ListTokens(p.org);
+    if (!list) return FromError(list.error());
+    json arr = json::array();
+    TimestampMs now = clock->NowMs();
+    for (const auto& t : *list) {
+      json j = {{"id", t.id}, {"kind", TokenKindName(t.kind)}, {"label", t.label},
+                {"created_at", FormatRfc3339(t.created_at)},
+                {"active", !t.expires_at || now < *t.expires_at}};
+      j["device"] = t.device ? json(*t.device) : json(nullptr);
+      j["site"] = t.site ? json(*t.site) : json(nullptr);
+      j["user"] = t.user ? json(*t.user) : json(nullptr);
+      j["expires_at"] = t.expires_at ? json(FormatRfc3339(*t.expires_at)) : json(nullptr);
+      j["last_used_at"] = t.last_used_at ? json(FormatRfc3339(*t.last_used_at)) : json(nullptr);
+      arr.push_back(std::move(j));
+    }
+    return Response::Json(200, arr.dump());
+  }
+
+  Response RevokeToken(Request& req, const auth::Principal& p) {
+    auto id = ParseId(req.params.at("id"));
+    if (!id) return Response::Error(404, "not_found", "no such token");
+    if (auto st = tokens->Revoke(p.org, *id); !st) return FromError(st.error());
+    return Response::Json(200, json({{"id", *id}, {"active", false}}).dump());
+  }
+};
+
+Api::Api(store::Store* store, auth::TokenService* tokens, MetricsRegistry* metrics, const Clock* clock,
+         ApiOptions options)
+    : impl_(std::make_unique<Impl>(store, tokens, metrics, clock, options)) {}
+
+Api::~Api() = default;
+
+const std::vector<RouteInfo>& Api::routes() const { return impl_->routes; }
+
+http::Router Api::BuildRouter() {
+  Impl* m = impl_.get();
+  m->routes.clear();
+  http::Router r;
+  using P = const auth::Principal&;
+
+  m->Route(r, "GET", "/healthz", "The process is up", [](Request&) {
+    return Response::Json(200, R"({"status":"ok"})");
+  });
+  m->Route(r, "GET", "/readyz", "The store is writable and the writer keeps up", [m](Request&) {
+    auto st = m->store->Ready();
+    if (!st) return Response::Error(503, "not_ready", st.error().message);
+    return Response::Json(200, R"({"status":"ready"})");
+  });
+  m->Route(r, "GET", "/metrics", "Prometheus metrics", [m](Request&) {
+    return Response::Text(200, m->metrics->RenderPrometheus(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  m->Route(r, "POST", "/api/v1/ingest", "Post readings (SenML, OpenSense JSON, line protocol)",
+           [m](Request& req) { return m->Ingest(req, false, false); });
+  m->Route(r, "POST", "/write", "InfluxDB 1.x write endpoint (line protocol)",
+           [m](Request& req) { return m->Ingest(req, true, false); });
+  m->Route(r, "POST", "/api/v2/write", "InfluxDB 2.x write endpoint (line protocol)",
+           [m](Request& req) { return m->Ingest(req, true, true); });
+
+  m->Route(r, "GET", "/api/v1/devices", "List devices", m->User(Role::kViewer, [m](Request&, P p) {
+    auto list = m->store->ListDevices(p.org);
+    if (!list) return FromError(list.error());
+    json arr = json::array();
+    for (const auto& d : *list) arr.push_back(DeviceJson(d));
+    return Response::Json(200, arr.dump());
+  }));
+  m->Route(r, "POST", "/api/v1/devices", "Register a device (its token is in the answer, once)",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->CreateDevice(req, p); }));
+  m->Route(r, "GET", "/api/v1/devices/{id}", "One device", m->User(Role::kViewer, [m](Request& req, P p) {
+    auto d = m->DeviceParam(req, p);
+    return d ? Response::Json(200, DeviceJson(*d).dump()) : FromError(d.error());
+  }));
+  m->Route(r, "PATCH", "/api/v1/devices/{id}", "Rename, move or re-serial a device",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->PatchDevice(req, p); }));
+  m->Route(r, "DELETE", "/api/v1/devices/{id}", "Decommission a device (history stays)",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->DeleteDevice(req, p); }));
+  m->Route(r, "POST", "/api/v1/devices/{id}/token", "Rotate a device's ingest token",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->RotateDevice(req, p); }));
+  m->Route(r, "GET", "/api/v1/devices/{id}/latest", "Last value per metric and last-seen time",
+           m->User(Role::kViewer, [m](Request& req, P p) { return m->Latest(req, p); }));
+  m->Route(r, "GET", "/api/v1/devices/{id}/series", "A series at raw, 5m, 1h, 1d or auto resolution",
+           m->User(Role::kViewer, [m](Request& req, P p) { return m->Series(req, p); }));
+  m->Route(r, "GET", "/api/v1/devices/{id}/series.csv", "The same as CSV, in the organisation's time zone",
+           m->User(Role::kViewer, [m](Request& req, P p) { return m->SeriesCsv(req, p); }));
+
+  m->Route(r, "GET", "/api/v1/sites", "List sites", m->User(Role::kViewer, [m](Request&, P p) {
+    auto list = m->store->ListSites(p.org);
+    if (!list) return FromError(list.error());
+    json arr = json::array();
+    for (const auto& s : *list) arr.push_back(SiteJson(s));
+    return Response::Json(200, arr.dump());
+  }));
+  m->Route(r, "POST", "/api/v1/sites", "Create a site",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->CreateSite(req, p); }));
+  m->Route(r, "GET", "/api/v1/sites/{id}", "One site", m->User(Role::kViewer, [m](Request& req, P p) {
+    auto s = m->SiteParam(req, p);
+    return s ? Response::Json(200, SiteJson(*s).dump()) : FromError(s.error());
+  }));
+  m->Route(r, "PATCH", "/api/v1/sites/{id}", "Rename a site or switch device auto-registration",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->PatchSite(req, p); }));
+  m->Route(r, "DELETE", "/api/v1/sites/{id}", "Delete an empty site",
+           m->User(Role::kAdmin, [m](Request& req, P p) {
+             auto s = m->SiteParam(req, p);
+             if (!s) return FromError(s.error());
+             auto st = m->store->DeleteSite(p.org, s->id);
+             return st ? Response::Json(200, json({{"id", s->id}, {"deleted", true}}).dump()) : FromError(st.error());
+           }));
+  m->Route(r, "POST", "/api/v1/sites/{id}/token", "Issue (rotate) the site's gateway token",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->RotateSite(req, p); }));
+
+  m->Route(r, "GET", "/api/v1/tokens", "List the organisation's tokens (never their secrets)",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->ListTokens(req, p); }));
+  m->Route(r, "DELETE", "/api/v1/tokens/{id}", "Revoke a token",
+           m->User(Role::kAdmin, [m](Request& req, P p) { return m->RevokeToken(req, p); }));
+  return r;
+}
+
+void Api::OnComplete(const http::Request& req, const std::string& route, int status,
+                     std::chrono::microseconds duration) {
+  const std::string route_label = route.empty() ? "unmatched" : route;
+  impl_->metrics->GetHistogram("opensense_http_request_duration_seconds", "HTTP request latency.",
+                               {{"route", route_label}, {"method", req.method}})
+      .Observe(static_cast<double>(duration.count()) / 1e6);
+  impl_->metrics->GetCounter("opensense_http_requests_total", "HTTP requests by route and status.",
+                             {{"route", route_label}, {"status", std::to_string(status)}})
+      .Inc();
+  if (route == "/healthz" || route == "/readyz" || route == "/metrics") return;
+  store::ApiRequestLog row;
+  row.at = impl_->clock->NowMs();
+  auto org = req.params.find("__org");
+  if (org != req.params.end()) row.org = ParseId(org->second);
+  auto principal = req.params.find("__principal");
+  if (principal != req.params.end()) row.principal = principal->second;
+  row.method = req.method.substr(0, 16);
+  row.route = route_label;
+  row.status = status;
+  row.duration_us = duration.count();
+  row.client = req.remote_address;
+  impl_->store->LogRequests({std::move(row)});
+}
+
+}  // namespace opensense::api

@@ -1,0 +1,55 @@
+// The HTTP API (`/api/v1/...`, InfluxDB-compatible `/write` and `/api/v2/write`, `/healthz`,
+// `/readyz`, `/metrics`): request -> principal -> store, and the JSON shapes of ARCHITECTURE.md
+// section 4. Handlers are written against opensense::http's own Request/Response types.
+//
+// Threads: handlers run on the HTTP server's worker threads; Api is thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/http/server.hpp"
+#include "auth/token_service.hpp"
+#include "core/clock.hpp"
+#include "core/metrics.hpp"
+#include "store/store.hpp"
+
+namespace opensense::api {
+
+struct ApiOptions {
+  // Requests per second and burst a device (or gateway) token may spend on ingest; beyond
+  // that 429 with Retry-After.
+  double ingest_rate_per_token = 50;
+  double ingest_burst_per_token = 200;
+  // Records in one ingest document.
+  std::size_t max_records = 100'000;
+};
+
+// One route of the API table (also what docs/api.md must list).
+struct RouteInfo {
+  std::string method;
+  std::string pattern;
+  std::string summary;
+};
+
+class Api {
+ public:
+  Api(store::Store* store, auth::TokenService* tokens, MetricsRegistry* metrics, const Clock* clock,
+      ApiOptions options = {});
+  ~Api();
+
+  // The router with every route registered.
+  http::Router BuildRouter();
+  const std::vector<RouteInfo>& routes() const;
+  // For ServerOptions::on_complete: request log and HTTP metrics.
+  void OnComplete(const http::Request& req, const std::string& route, int status,
+                  std::chrono::microseconds duration);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace opensense::api

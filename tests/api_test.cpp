@@ -1,0 +1,430 @@
+// Integration tests of the HTTP API: the real `opensense serve` on a free port with a temp data
+// dir, spoken to over HTTP.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/http/client.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Ran {
+  int code = -1;
+  std::string out, err;
+};
+
+// A data directory, the CLI against it, and `opensense serve` on a free port.
+class Server {
+ public:
+  Server() {
+    dir_ = fs::temp_directory_path() /
+           ("opensense-api-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+  }
+  ~Server() {
+    Kill(SIGKILL);
+    fs::remove_all(dir_);
+  }
+
+  Ran Cli(std::vector<std::string> args) {
+    args.push_back("--data-dir");
+    args.push_back((dir_ / "data").string());
+    pid_t pid = Spawn(args, dir_ / "cli.out", dir_ / "cli.err");
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(dir_ / "cli.out"), Slurp(dir_ / "cli.err")};
+  }
+  json CliJson(std::vector<std::string> args) {
+    args.push_back("--json");
+    Ran r = Cli(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+
+  void Start() {
+    ++starts_;
+    fs::path log = dir_ / ("serve" + std::to_string(starts_) + ".log");
+    pid_ = Spawn({"serve", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()}, log, log);
+    std::regex re(R"(listening on http://([0-9.]+:[0-9]+))");
+    for (int i = 0; i < 200; ++i) {
+      std::smatch m;
+      std::string text = Slurp(log);
+      if (std::regex_search(text, m, re)) {
+        address_ = m[1];
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "server did not start: " << Slurp(log);
+  }
+  void Kill(int sig) {
+    if (pid_ > 0) {
+      ::kill(pid_, sig);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+  }
+
+  opensense::http::ClientResponse Call(const std::string& method, const std::string& target,
+                                       const std::string& token = "", std::string body = "",
+                                       std::string content_type = "application/json") {
+    Headers h;
+    if (!token.empty()) h.emplace_back("Authorization", "Bearer " + token);
+    if (!body.empty() || method == "POST") h.emplace_back("Content-Type", content_type);
+    auto r = opensense::http::Fetch(address_, method, target, h, std::move(body), std::chrono::seconds(20));
+    EXPECT_TRUE(r) << method << " " << target << ": " << (r ? "" : r.error().message);
+    return r ? *r : opensense::http::ClientResponse{};
+  }
+  const std::string& address() const { return address_; }
+  fs::path dir() const { return dir_; }
+
+ private:
+  pid_t Spawn(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      int e = out == err ? o : ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      if (::chdir(dir_.c_str()) != 0) ::_exit(126);
+      std::vector<std::string> full = {OPENSENSE_BINARY};
+      full.insert(full.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : full) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      std::string path = "PATH=/usr/bin:/bin";
+      char* envp[] = {path.data(), nullptr};
+      ::execve(OPENSENSE_BINARY, argv.data(), envp);
+      ::_exit(127);
+    }
+    return pid;
+  }
+  fs::path dir_;
+  pid_t pid_ = -1;
+  int starts_ = 0;
+  std::string address_;
+};
+
+// Two organisations, each with an owner token, a site and a device with its token.
+struct World {
+  std::string owner_a, owner_b, device_a, device_b;
+  long org_a = 0, org_b = 0, dev_a = 0, dev_b = 0;
+};
+
+World MakeWorld(Server& s) {
+  World w;
+  json a = s.CliJson({"org", "create", "--name", "A", "--timezone", "Europe/Berlin", "--owner-email", "a@example.com"});
+  json b = s.CliJson({"org", "create", "--name", "B", "--owner-email", "b@example.com"});
+  w.owner_a = a["token"];
+  w.owner_b = b["token"];
+  w.org_a = a["id"];
+  w.org_b = b["id"];
+  json da = s.CliJson({"device", "create", "--org", std::to_string(w.org_a), "--name", "Fridge A", "--serial", "SER-A"});
+  json db = s.CliJson({"device", "create", "--org", std::to_string(w.org_b), "--name", "Fridge B"});
+  w.device_a = da["token"];
+  w.device_b = db["token"];
+  w.dev_a = da["id"];
+  w.dev_b = db["id"];
+  return w;
+}
+
+long long NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class Api : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new Server();
+    world_ = new World(MakeWorld(*server_));
+    server_->Start();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete world_;
+  }
+  static Server* server_;
+  static World* world_;
+  Server& S() { return *server_; }
+  World& W() { return *world_; }
+};
+Server* Api::server_ = nullptr;
+World* Api::world_ = nullptr;
+
+TEST_F(Api, HealthReadyAndMetrics) {
+  EXPECT_EQ(S().Call("GET", "/healthz").status, 200);
+  EXPECT_EQ(S().Call("GET", "/readyz").status, 200);
+  auto m = S().Call("GET", "/metrics");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("# TYPE"), std::string::npos);
+}
+
+TEST_F(Api, IngestOpenSenseJsonAndRetryIsHarmless) {
+  long long t = NowMs() - 60000;
+  std::string body = json::array({{{"ts", t}, {"temperature", 3.9}, {"humidity", 61}},
+                                  {{"ts", t + 1000}, {"temperature", 4.0}}}).dump();
+  auto r = S().Call("POST", "/api/v1/ingest", W().device_a, body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["accepted"], 3);
+  EXPECT_EQ(j["duplicates"], 0);
+  auto again = S().Call("POST", "/api/v1/ingest", W().device_a, body);
+  ASSERT_EQ(again.status, 200);
+  EXPECT_EQ(json::parse(again.body)["duplicates"], 3);
+  auto series = S().Call("GET", "/api/v1/devices/" + std::to_string(W().dev_a) + "/series?metric=temperature&from=" +
+                                    std::to_string(t) + "&to=" + std::to_string(t + 2000) + "&resolution=raw",
+                         W().owner_a);
+  ASSERT_EQ(series.status, 200) << series.body;
+  auto sj = json::parse(series.body);
+  EXPECT_EQ(sj["unit"], "Cel");
+  EXPECT_EQ(sj["resolution"], "raw");
+  ASSERT_EQ(sj["points"].size(), 2u);
+  EXPECT_EQ(sj["points"][0]["t"], t);
+  EXPECT_EQ(sj["points"][0]["v"], 3.9);
+}
+
+TEST_F(Api, IngestSenmlAndLineProtocolInAllTokenForms) {
+  long long t = NowMs() / 1000 - 120;
+  std::string senml = json::array({{{"bn", "urn:dev:ow:10e2073a0108006:"}, {"bt", t}, {"n", "temperature"}, {"u", "Cel"}, {"v", 5.5}},
+                                   {{"n", "humidity"}, {"u", "%RH"}, {"v", 70}, {"t", 1}}}).dump();
+  auto r = S().Call("POST", "/api/v1/ingest", W().device_a, senml, "application/senml+json");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["accepted"], 2);
+
+  std::string lp = "fridge temperature=6.5 " + std::to_string((t + 2) * 1000) + "\n";
+  auto addr = S().address();
+  using opensense::http::Fetch;
+  auto v1 = Fetch(addr, "POST", "/write?db=x&precision=ms&p=" + W().device_a, {}, lp);
+  ASSERT_TRUE(v1);
+  EXPECT_EQ(v1->status, 204) << v1->body;
+  auto v2 = Fetch(addr, "POST", "/api/v2/write?precision=ms", {{"Authorization", "Token " + W().device_a}},
+                  "fridge temperature=6.6 " + std::to_string((t + 3) * 1000) + "\n");
+  ASSERT_TRUE(v2);
+  EXPECT_EQ(v2->status, 204) << v2->body;
+  // HTTP Basic with the token as the password (Telegraf's InfluxDB v1 output).
+  std::string basic = "telegraf:" + W().device_a;
+  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string enc;
+  int val = 0, bits = -6;
+  for (unsigned char c : basic) {
+    val = (val << 8) + c;
+    bits += 8;
+    while (bits >= 0) {
+      enc.push_back(tbl[(val >> bits) & 0x3F]);
+      bits -= 6;
+    }
+  }
+  if (bits > -6) enc.push_back(tbl[((val << 8) >> (bits + 8)) & 0x3F]);
+  while (enc.size() % 4) enc.push_back('=');
+  auto v1b = Fetch(addr, "POST", "/write?precision=ms", {{"Authorization", "Basic " + enc}},
+                   "fridge temperature=6.7 " + std::to_string((t + 4) * 1000) + "\n");
+  ASSERT_TRUE(v1b);
+  EXPECT_EQ(v1b->status, 204) << v1b->body;
+  auto latest = S().Call("GET", "/api/v1/devices/" + std::to_string(W().dev_a) + "/latest", W().owner_a);
+  ASSERT_EQ(latest.status, 200);
+  auto lj = json::parse(latest.body);
+  EXPECT_FALSE(lj["last_seen"].is_null());
+}
+
+TEST_F(Api, OneBadRecordDoesNotCostTheGoodOnes) {
+  long long t = NowMs();
+  std::string body = json::array({{{"ts", t - 5000}, {"temperature", 1.5}},
+                                  {{"ts", t + 3600 * 1000}, {"temperature", 1.6}},  // future
+                                  {{"ts", t - 4000}, {"temperature", "warm"}}}).dump();
+  auto r = S().Call("POST", "/api/v1/ingest", W().device_a, body);
+  ASSERT_EQ(r.status, 400) << r.body;
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["accepted"], 1);
+  ASSERT_EQ(j["rejected"].size(), 2u);
+  EXPECT_EQ(j["rejected"][0]["index"], 1);
+  EXPECT_NE(j["rejected"][0]["reason"].get<std::string>().find("future"), std::string::npos);
+  EXPECT_EQ(j["rejected"][1]["index"], 2);
+  EXPECT_EQ(j["error"]["code"], "partial_write");
+}
+
+TEST_F(Api, DocumentsThatCannotBeParsedAreRefusedWhole) {
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", W().device_a, "{\"ts\": 1, \"temperature\": ").status, 400);
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", W().device_a, std::string(100000, '[')).status, 400);
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", W().device_a, "\xff\xfe{}").status, 400);
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", W().device_a, "a=1", "application/x-www-form-urlencoded").status, 415);
+  auto big = S().Call("POST", "/api/v1/devices", W().owner_a, "{\"name\": " + std::string(200, '[') + "}");
+  EXPECT_EQ(big.status, 400);
+  // A 100 MB body is refused without being read, and the server keeps serving.
+  auto huge = opensense::http::Fetch(S().address(), "POST", "/api/v1/ingest",
+                                     {{"Authorization", "Bearer " + W().device_a}, {"Content-Type", "application/json"}},
+                                     std::string(100u << 20, ' '), std::chrono::seconds(30));
+  if (huge) {
+    EXPECT_EQ(huge->status, 413);
+  }
+  EXPECT_EQ(S().Call("GET", "/healthz").status, 200);
+}
+
+TEST_F(Api, TokensWrongTruncatedForeignAndRotated) {
+  std::string body = json({{"temperature", 2.0}}).dump();
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", "", body).status, 401);
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", "osd_nonsense", body).status, 401);
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", W().device_a.substr(0, W().device_a.size() - 1), body).status, 401);
+  std::string flipped = W().device_a;
+  flipped[10] = flipped[10] == 'a' ? 'b' : 'a';
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", flipped, body).status, 401);
+  // The wrong kind of token for the route.
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", W().owner_a, body).status, 403);
+  EXPECT_EQ(S().Call("GET", "/api/v1/devices", W().device_a).status, 403);
+  // Rotation: the old token stops at once; the new one works.
+  json created = json::parse(S().Call("POST", "/api/v1/devices", W().owner_a, R"({"name":"Rotating"})").body);
+  std::string id = std::to_string(created["id"].get<long>());
+  std::string old_token = created["token"];
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", old_token, body).status, 200);
+  auto rotated = S().Call("POST", "/api/v1/devices/" + id + "/token", W().owner_a, "{}");
+  ASSERT_EQ(rotated.status, 200) << rotated.body;
+  std::string new_token = json::parse(rotated.body)["token"];
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", old_token, body).status, 401);
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", new_token, body).status, 200);
+  // Decommissioning revokes the token; the history stays readable.
+  EXPECT_EQ(S().Call("DELETE", "/api/v1/devices/" + id, W().owner_a).status, 200);
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", new_token, body).status, 401);
+  EXPECT_EQ(S().Call("GET", "/api/v1/devices/" + id + "/series?metric=temperature&resolution=raw", W().owner_a).status, 200);
+}
+
+TEST_F(Api, OneOrganisationCannotSeeOrTouchAnothersDevices) {
+  std::string b = std::to_string(W().dev_b);
+  struct Case {
+    std::string method, target, body;
+  };
+  std::vector<Case> cases = {
+      {"GET", "/api/v1/devices/" + b, ""},
+      {"PATCH", "/api/v1/devices/" + b, R"({"name":"stolen"})"},
+      {"DELETE", "/api/v1/devices/" + b, ""},
+      {"POST", "/api/v1/devices/" + b + "/token", "{}"},
+      {"GET", "/api/v1/devices/" + b + "/latest", ""},
+      {"GET", "/api/v1/devices/" + b + "/series?metric=temperature", ""},
+      {"GET", "/api/v1/devices/" + b + "/series.csv?metric=temperature", ""},
+  };
+  for (const auto& c : cases) {
+    auto r = S().Call(c.method, c.target, W().owner_a, c.body);
+    EXPECT_EQ(r.status, 404) << c.method << " " << c.target << ": " << r.body;
+  }
+  auto list = json::parse(S().Call("GET", "/api/v1/devices", W().owner_a).body);
+  for (const auto& d : list) EXPECT_NE(d["id"], W().dev_b);
+  // B's device still works and kept its name.
+  auto mine = S().Call("GET", "/api/v1/devices/" + b, W().owner_b);
+  ASSERT_EQ(mine.status, 200);
+  EXPECT_EQ(json::parse(mine.body)["name"], "Fridge B");
+  EXPECT_EQ(S().Call("POST", "/api/v1/ingest", W().device_b, json({{"temperature", 1}}).dump()).status, 200);
+}
+
+TEST_F(Api, GatewayTokensNameTheirDevices) {
+  auto site = S().Call("POST", "/api/v1/sites", W().owner_a, R"({"name":"Cellar","auto_register":true})");
+  ASSERT_EQ(site.status, 201) << site.body;
+  std::string site_id = std::to_string(json::parse(site.body)["id"].get<long>());
+  auto tok = S().Call("POST", "/api/v1/sites/" + site_id + "/token", W().owner_a, "{}");
+  ASSERT_EQ(tok.status, 200) << tok.body;
+  std::string gw = json::parse(tok.body)["token"];
+  EXPECT_EQ(gw.rfind("osg_", 0), 0u);
+  std::string lp = "env,device=logger-7 temperature=3.25\nenv,device=SER-A temperature=9\n";
+  auto r = S().Call("POST", "/api/v1/ingest", gw, lp, "text/plain");
+  ASSERT_EQ(r.status, 400) << r.body;  // SER-A exists but belongs to no site of this gateway
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["accepted"], 1);
+  EXPECT_EQ(j["rejected"][0]["index"], 1);
+  auto devices = json::parse(S().Call("GET", "/api/v1/devices", W().owner_a).body);
+  bool registered = false;
+  for (const auto& d : devices) registered |= d["serial"] == "logger-7";
+  EXPECT_TRUE(registered);
+}
+
+TEST_F(Api, SeriesCsvIsInTheOrganisationsZone) {
+  long long t = 1767225600000LL;  // 2026-01-01T00:00:00Z
+  (void)t;
+  long long recent = (NowMs() / 60000 - 10) * 60000;
+  S().Call("POST", "/api/v1/ingest", W().device_a, json({{"ts", recent}, {"door", 1}}).dump());
+  auto csv = S().Call("GET", "/api/v1/devices/" + std::to_string(W().dev_a) + "/series.csv?metric=door&resolution=raw&from=" +
+                                 std::to_string(recent) + "&to=" + std::to_string(recent + 1),
+                      W().owner_a);
+  ASSERT_EQ(csv.status, 200) << csv.body;
+  EXPECT_EQ(csv.body.rfind("time,door,min,max,count,unit\n", 0), 0u) << csv.body;
+  EXPECT_TRUE(csv.body.find("+01:00,1,") != std::string::npos || csv.body.find("+02:00,1,") != std::string::npos)
+      << csv.body;
+}
+
+TEST_F(Api, ErrorsHaveOneShape) {
+  auto r = S().Call("GET", "/api/v1/devices/999999", W().owner_a);
+  EXPECT_EQ(r.status, 404);
+  auto j = json::parse(r.body);
+  EXPECT_TRUE(j["error"]["code"].is_string());
+  EXPECT_TRUE(j["error"]["message"].is_string());
+  auto bad = S().Call("GET", "/api/v1/devices/" + std::to_string(W().dev_a) + "/series?metric=temperature&from=yesterday",
+                      W().owner_a);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(S().Call("GET", "/nope").status, 404);
+}
+
+TEST(ApiDurability, EveryAcknowledgedBatchSurvivesSigkill) {
+  Server s;
+  World w = MakeWorld(s);
+  s.Start();
+  std::mt19937 rng(std::random_device{}());
+  long long base = NowMs() - 3600 * 1000;
+  std::vector<int> acked;
+  std::atomic<bool> stop{false};
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 700));
+    s.Kill(SIGKILL);
+    stop = true;
+  });
+  for (int k = 0; k < 100000 && !stop; ++k) {
+    json batch = json::array();
+    for (int i = 0; i < 20; ++i) batch.push_back({{"ts", base + k * 20 + i}, {"temperature", (k % 100) / 10.0}});
+    auto r = opensense::http::Fetch(s.address(), "POST", "/api/v1/ingest",
+                                    {{"Authorization", "Bearer " + w.device_a}, {"Content-Type", "application/json"}},
+                                    batch.dump(), std::chrono::seconds(5));
+    if (r && r->status == 200) acked.push_back(k);
+  }
+  killer.join();
+  ASSERT_FALSE(acked.empty());
+  s.Start();
+  auto r = s.Call("GET", "/api/v1/devices/" + std::to_string(w.dev_a) + "/series?metric=temperature&resolution=raw&from=" +
+                             std::to_string(base) + "&to=" + std::to_string(base + 100000LL * 20),
+                  w.owner_a);
+  ASSERT_EQ(r.status, 200);
+  std::set<long long> stored;
+  json answer = json::parse(r.body);
+  for (const auto& p : answer["points"]) stored.insert(p["t"].get<long long>());
+  for (int k : acked) {
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE(stored.count(base + k * 20 + i))
+          << "acknowledged batch " << k << " lost (" << acked.size() << " acknowledged, " << stored.size()
+          << " readings stored; answer " << r.body.substr(0, 300) << ")";
+    }
+  }
+}
+
+}  // namespace
