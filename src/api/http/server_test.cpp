@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -303,6 +304,35 @@ TEST(ServerTest, MalformedRequestsAre400AndNeverCrashTheServer) {
   EXPECT_EQ(StatusOf(relative.ReadResponse(5s)), 400);
   ASSERT_TRUE(relative.Send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
   EXPECT_EQ(BodyOf(relative.ReadResponse(5s)), "hello");
+  EXPECT_EQ(Get(*server, "/hello"), "hello");
+}
+
+TEST(ServerTest, RandomBytesNeverCrashTheServer) {
+  ServerOptions options = TestOptions();
+  options.header_timeout = 200ms;
+  options.body_timeout = 200ms;
+  auto server = StartServer(EchoRouter(), options);
+  ASSERT_NE(server, nullptr);
+  std::mt19937 rng(20240607);
+  const std::vector<std::string> prefixes = {
+      "", "GET / HTTP/1.1\r\n", "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n",
+      "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"};
+  for (int i = 0; i < 200; ++i) {
+    std::string request = prefixes[i % prefixes.size()];
+    std::size_t n = rng() % 300;
+    for (std::size_t j = 0; j < n; ++j) {
+      // Mostly printable, with CR/LF, ':' and raw bytes mixed in.
+      std::uint32_t r = rng() % 100;
+      request.push_back(r < 5    ? '\r'
+                        : r < 10 ? '\n'
+                        : r < 15 ? ':'
+                        : r < 20 ? static_cast<char>(rng())
+                                 : static_cast<char>(' ' + rng() % 95));
+    }
+    RawConnection conn(server->port());
+    ASSERT_TRUE(conn.ok()) << i;
+    conn.Send(request);
+  }  // each closes at once, answered or not
   EXPECT_EQ(Get(*server, "/hello"), "hello");
 }
 
