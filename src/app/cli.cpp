@@ -181,7 +181,10 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   spdlog::info("opensense {} serving store {} (schema {})", kVersion, cfg.StoreUrl(),
                store->SchemaVersion());
   auth::TokenService tokens(store.get(), &clock);
-  api::Api api(store.get(), &tokens, &metrics, &clock);
+  api::ApiOptions api_options;
+  api_options.ingest_rate_per_token = cfg.ingest_rate_per_token;
+  api_options.ingest_burst_per_token = cfg.ingest_burst_per_token;
+  api::Api api(store.get(), &tokens, &metrics, &clock, api_options);
   std::unique_ptr<http::Server> server;
   if (http_role) {
     http::ServerOptions hopts;

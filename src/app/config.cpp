@@ -226,6 +226,13 @@ const std::vector<Setting>& Table() {
       IntSetting("retention_interval_seconds", "SECONDS",
                  "How often the scheduler deletes readings and rollups past their retention.", 60,
                  604800, &Config::retention_interval_seconds),
+      IntSetting("ingest_rate_per_token", "N",
+                 "Ingest requests per second that one device or gateway token may make; beyond it "
+                 "the answer is 429 with Retry-After.",
+                 1, 1000000, &Config::ingest_rate_per_token),
+      IntSetting("ingest_burst_per_token", "N",
+                 "Ingest requests one token may make at once before the rate applies.", 1, 1000000,
+                 &Config::ingest_burst_per_token),
       IntSetting("demo_devices", "N", "With `serve --demo`: number of simulated fridges.", 1, 50,
                  &Config::demo_devices),
       IntSetting("demo_history_days", "DAYS",

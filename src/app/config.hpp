@@ -37,6 +37,11 @@ struct Config {
   int head_flush_age_seconds = 600;
   // How often the scheduler runs retention, in seconds (60..604800). Default 3600.
   int retention_interval_seconds = 3600;
+  // Ingest requests per second one device or gateway token may make (1..1000000); beyond it
+  // 429. Default 50.
+  int ingest_rate_per_token = 50;
+  // The burst a token may spend at once (1..1000000). Default 200.
+  int ingest_burst_per_token = 200;
   // `serve --demo`: number of simulated fridges (1..50). Default 6.
   int demo_devices = 6;
   // `serve --demo`: days of history simulated at start (0..60). Default 14.
