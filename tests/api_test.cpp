@@ -5,6 +5,11 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
 
 #include <chrono>
 #include <filesystem>
@@ -66,10 +71,12 @@ class Server {
     return json::parse(r.out, nullptr, false);
   }
 
-  void Start() {
+  void Start(std::vector<std::string> extra = {}) {
     ++starts_;
     fs::path log = dir_ / ("serve" + std::to_string(starts_) + ".log");
-    pid_ = Spawn({"serve", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()}, log, log);
+    std::vector<std::string> args = {"serve", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = Spawn(args, log, log);
     std::regex re(R"(listening on http://([0-9.]+:[0-9]+))");
     for (int i = 0; i < 200; ++i) {
       std::smatch m;
@@ -385,6 +392,53 @@ TEST_F(Api, ErrorsHaveOneShape) {
                       W().owner_a);
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(S().Call("GET", "/nope").status, 404);
+}
+
+TEST(ApiLimits, ATokenOverItsRateGets429WithRetryAfter) {
+  Server s;
+  World w = MakeWorld(s);
+  s.Start({"--ingest-rate-per-token", "1", "--ingest-burst-per-token", "3"});
+  std::string body = json({{"temperature", 2.5}}).dump();
+  int ok = 0, limited = 0;
+  std::string retry_after;
+  for (int i = 0; i < 6; ++i) {
+    auto r = s.Call("POST", "/api/v1/ingest", w.device_a, body);
+    if (r.status == 200) ++ok;
+    if (r.status == 429) {
+      ++limited;
+      if (auto h = r.Header("Retry-After")) retry_after = std::string(*h);
+    }
+  }
+  EXPECT_GE(ok, 3);
+  EXPECT_GE(limited, 1);
+  EXPECT_EQ(retry_after, "1");
+  // Another token is not affected.
+  EXPECT_EQ(s.Call("POST", "/api/v1/ingest", w.device_b, body).status, 200);
+}
+
+TEST(ApiLimits, SlowClientsAreCutAndOthersServed) {
+  Server s;
+  World w = MakeWorld(s);
+  s.Start();
+  // Ten connections that send half a request line and stall.
+  std::vector<int> stalled;
+  auto colon = s.address().find(':');
+  int port = std::stoi(s.address().substr(colon + 1));
+  for (int i = 0; i < 10; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    const char* partial = "POST /api/v1/ingest HT";
+    ASSERT_GT(::write(fd, partial, std::strlen(partial)), 0);
+    stalled.push_back(fd);
+  }
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(s.Call("GET", "/healthz").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  for (int fd : stalled) ::close(fd);
 }
 
 TEST(ApiDurability, EveryAcknowledgedBatchSurvivesSigkill) {
