@@ -120,6 +120,37 @@ TEST(SqliteStore, UnknownStoreUrlsAreRefused) {
   EXPECT_EQ(OpenStore(o).error().code, ErrorCode::kInvalidArgument);
 }
 
+TEST(SqliteStore, AFullWriterQueueRefusesInsteadOfGrowing) {
+  ScratchDir dir("queue");
+  ManualClock clock(kNow);
+  auto o = Sqlite(dir, &clock);
+  o.max_queued_readings = 50;
+  auto store = OpenStore(o);
+  ASSERT_TRUE(store);
+  auto org = (*store)->CreateOrganization({"Q", "UTC", Tier::kFree});
+  auto dev = (*store)->CreateDevice({org->id, "D", std::nullopt, std::nullopt});
+  std::vector<std::future<Result<IngestResult>>> futures;
+  for (int k = 0; k < 2000; ++k) {
+    std::vector<Reading> batch;
+    for (int i = 0; i < 10; ++i) batch.push_back(Reading{dev->id, "temperature", "", kNow - 100000000 + k * 10 + i, 1});
+    futures.push_back((*store)->Ingest(org->id, std::move(batch)));
+  }
+  int refused = 0, stored = 0;
+  for (auto& f : futures) {
+    auto r = f.get();
+    if (!r) {
+      EXPECT_EQ(r.error().code, ErrorCode::kResourceExhausted);
+      ++refused;
+    } else {
+      stored += static_cast<int>(r->accepted);
+    }
+  }
+  EXPECT_GT(refused, 0);
+  auto q = (*store)->QuerySeries({org->id, dev->id, "temperature", kNow - 100000001, kNow, Resolution::kRaw});
+  ASSERT_TRUE(q);
+  EXPECT_EQ(static_cast<int>(q->points.size()), stored);
+}
+
 // ---- durability: kill -9 -----------------------------------------------------------------------
 
 constexpr int kCrashDevices = 10;
