@@ -31,8 +31,8 @@ namespace opensense::http {
 struct Request {
   std::string method;  // "GET", "POST", ... as sent (case-sensitive, RFC 9110)
   std::string target;  // the request target as sent: "/api/v1/devices/7/series?from=1"
-  std::string
-      path;  // the path part of the target, still percent-encoded: "/api/v1/devices/7/series"
+  // The path part of the target, still percent-encoded: "/api/v1/devices/7/series".
+  std::string path;
   std::multimap<std::string, std::string> query;  // decoded query parameters ('+' is a space)
   std::map<std::string, std::string> params;      // decoded route parameters, filled by the Router
   std::vector<std::pair<std::string, std::string>> headers;  // in the order received
@@ -63,8 +63,9 @@ struct Response {
   // follows. A call that returns true with nothing in `chunk` means "nothing yet": the server
   // waits ServerOptions::stream_poll_interval without holding a worker thread, then calls again,
   // so a live-update stream must not block waiting for data. A producer that throws ends the
-  // response abruptly (the client sees a truncated chunked body). The function is destroyed when
-  // the stream ends, the client disconnects, or the server shuts down.
+  // response abruptly (the client sees a truncated chunked body). The function is destroyed, on
+  // an io thread (so destroying it must be cheap), when the stream ends, the client disconnects,
+  // or the server shuts down.
   std::function<bool(std::string& chunk)> stream;
 
   Response& SetHeader(std::string name, std::string value);
@@ -82,7 +83,7 @@ using Handler = std::function<Response(Request&)>;
 struct RouteMatch {
   const Handler* handler = nullptr;  // null unless status == 200
   std::string route;                 // the matched pattern (for logs and metrics); "" on 404
-  int status = 200;                  // 200, 404 (no pattern matches the path) or 405
+  int status = 200;                  // 200, 404 (no pattern matches), 405, 400 (bad encoding)
   std::string allow;                 // for 405: the methods the path accepts, "GET, HEAD, POST"
 };
 

@@ -63,6 +63,20 @@ TEST(ServerTest, PortZeroReportsTheBoundPort) {
   EXPECT_EQ(Get(*server, "/hello"), "hello");
 }
 
+TEST(ServerTest, ListensOnIpv6Loopback) {
+  ServerOptions options = TestOptions();
+  options.listen = "[::1]:0";
+  auto server = Server::Start(options, EchoRouter());
+  if (!server && server.error().code == ErrorCode::kUnavailable) {
+    GTEST_SKIP() << "no IPv6 loopback here: " << server.error().message;
+  }
+  ASSERT_TRUE(server.has_value()) << server.error().ToString();
+  EXPECT_EQ((*server)->address(), "[::1]:" + std::to_string((*server)->port()));
+  auto res = Fetch((*server)->address(), "GET", "/peer");
+  ASSERT_TRUE(res.has_value()) << res.error().ToString();
+  EXPECT_EQ(res->body.rfind("[::1]:", 0), 0u) << res->body;
+}
+
 TEST(ServerTest, BusyPortFailsAndNamesTheAddress) {
   auto first = StartServer(EchoRouter());
   ASSERT_NE(first, nullptr);
