@@ -67,10 +67,18 @@ bool Unescape(const std::string& in, std::string* out) {
     }
     if (++i >= in.size()) return false;
     switch (in[i]) {
-      case 'n': *out += '\n'; break;
-      case 'r': *out += '\r'; break;
-      case 't': *out += '\t'; break;
-      case '\\': *out += '\\'; break;
+      case 'n':
+        *out += '\n';
+        break;
+      case 'r':
+        *out += '\r';
+        break;
+      case 't':
+        *out += '\t';
+        break;
+      case '\\':
+        *out += '\\';
+        break;
       case 'x': {
         if (i + 2 >= in.size()) return false;
         unsigned value = 0;
@@ -80,7 +88,8 @@ bool Unescape(const std::string& in, std::string* out) {
         i += 2;
         break;
       }
-      default: return false;
+      default:
+        return false;
     }
   }
   return true;
@@ -139,7 +148,9 @@ std::vector<GoldenCase> ReadFile(const std::filesystem::path& path, const std::s
     c.file = shown;
     c.line = static_cast<int>(i + 1);
     std::string stem = path.stem().string();
-    std::replace_if(stem.begin(), stem.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
+    std::replace_if(
+        stem.begin(), stem.end(),
+        [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
     c.name = fmt::format("{}_line{}", stem, c.line);
     if (line.rfind("parse ", 0) != 0) {
       c.problem = "expected a `parse <format> [options]` line, got: " + line;
@@ -175,7 +186,8 @@ std::vector<GoldenCase> ReadFile(const std::filesystem::path& path, const std::s
 }
 
 std::vector<GoldenCase> LoadCases() {
-  const std::filesystem::path dir = std::filesystem::path(OPENSENSE_SOURCE_DIR) / "tests/data/ingest";
+  const std::filesystem::path dir =
+      std::filesystem::path(OPENSENSE_SOURCE_DIR) / "tests/data/ingest";
   std::vector<std::filesystem::path> files;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {

@@ -73,7 +73,10 @@ std::size_t FindBadString(std::string_view text, bool want_unclosed) {
       continue;
     }
     if (c == '\\') {
-      ++i;
+      ++i;  // the escaped character: a raw control character is no escape either
+      if (!want_unclosed && i < text.size() && static_cast<unsigned char>(text[i]) < 0x20) {
+        return i;
+      }
     } else if (c == '"') {
       in_string = false;
     } else if (!want_unclosed && static_cast<unsigned char>(c) < 0x20) {
@@ -87,12 +90,18 @@ std::size_t FindBadString(std::string_view text, bool want_unclosed) {
 
 std::string_view JsonKindName(JsonKind kind) {
   switch (kind) {
-    case JsonKind::kNull: return "null";
-    case JsonKind::kBool: return "a boolean";
-    case JsonKind::kNumber: return "a number";
-    case JsonKind::kString: return "a string";
-    case JsonKind::kArray: return "an array";
-    case JsonKind::kObject: return "an object";
+    case JsonKind::kNull:
+      return "null";
+    case JsonKind::kBool:
+      return "a boolean";
+    case JsonKind::kNumber:
+      return "a number";
+    case JsonKind::kString:
+      return "a string";
+    case JsonKind::kArray:
+      return "an array";
+    case JsonKind::kObject:
+      return "an object";
   }
   return "a value";
 }
@@ -117,12 +126,13 @@ Status JsonDocument::Open(std::string_view body, std::string_view expected) {
   if (padded_.data() == nullptr) {
     return MakeError(ErrorCode::kResourceExhausted, "not enough memory to parse the payload");
   }
-  if (auto error = parser_.iterate(padded_).get(doc_)) return Fail(error);
-  return Ok();
+  return Restart();
 }
 
 Status JsonDocument::Restart() {
+  started_ = false;
   if (auto error = parser_.iterate(padded_).get(doc_)) return Fail(error);
+  started_ = true;
   return Ok();
 }
 
@@ -130,12 +140,18 @@ Result<JsonKind> JsonDocument::RootKind() {
   ondemand::json_type type;
   if (auto error = doc_.type().get(type)) return Fail(error);
   switch (type) {
-    case ondemand::json_type::array: return JsonKind::kArray;
-    case ondemand::json_type::object: return JsonKind::kObject;
-    case ondemand::json_type::number: return JsonKind::kNumber;
-    case ondemand::json_type::string: return JsonKind::kString;
-    case ondemand::json_type::boolean: return JsonKind::kBool;
-    case ondemand::json_type::null: return JsonKind::kNull;
+    case ondemand::json_type::array:
+      return JsonKind::kArray;
+    case ondemand::json_type::object:
+      return JsonKind::kObject;
+    case ondemand::json_type::number:
+      return JsonKind::kNumber;
+    case ondemand::json_type::string:
+      return JsonKind::kString;
+    case ondemand::json_type::boolean:
+      return JsonKind::kBool;
+    case ondemand::json_type::null:
+      return JsonKind::kNull;
   }
   return Fail(simdjson::TAPE_ERROR);
 }
@@ -185,7 +201,8 @@ Result<JsonValue> JsonDocument::ReadValue(ondemand::value& value, int depth,
       // simdjson refuses both malformed literals and literals beyond the double range; the
       // latter are valid JSON and become +-infinity, which the record rules refuse one by one.
       auto parsed = IsJsonNumber(out.number_text) ? ParseDouble(out.number_text) : std::nullopt;
-      if (!parsed) return FailAt(out.offset, fmt::format("invalid number {}", Quoted(out.number_text)));
+      if (!parsed)
+        return FailAt(out.offset, fmt::format("invalid number {}", Quoted(out.number_text)));
       out.number = *parsed;
       return out;
     }
@@ -242,8 +259,7 @@ tl::unexpected<Error> JsonDocument::Fail(simdjson::error_code error,
     case error_code::UTF8_ERROR: {
       const std::size_t at = FindInvalidUtf8(text);
       if (at == std::string_view::npos) return DocumentError("the body is not valid UTF-8");
-      return DocumentError(
-          fmt::format("the body is not valid UTF-8: bad byte at {}", Where(at)));
+      return DocumentError(fmt::format("the body is not valid UTF-8: bad byte at {}", Where(at)));
     }
     case error_code::UNESCAPED_CHARS: {
       const std::size_t at = FindBadString(text, /*want_unclosed=*/false);
@@ -263,7 +279,7 @@ tl::unexpected<Error> JsonDocument::Fail(simdjson::error_code error,
     default:
       break;
   }
-  if (!offset) {
+  if (!offset && started_) {  // a document that never started has no location
     const char* location = nullptr;
     if (doc_.current_location().get(location) == simdjson::SUCCESS) {
       offset = OffsetOf(location);

@@ -75,17 +75,16 @@ class JsonDocument {
   tl::unexpected<Error> FailAt(std::size_t offset, std::string_view problem);
   // "line 1, column 7" of an offset into the document, counted in the body as given.
   std::string Where(std::size_t offset) const;
-  std::size_t OffsetOf(const char* p) const {
-    return static_cast<std::size_t>(p - padded_.data());
-  }
+  std::size_t OffsetOf(const char* p) const { return static_cast<std::size_t>(p - padded_.data()); }
 
  private:
   // The message for brackets that do not balance (simdjson only says "incomplete").
   tl::unexpected<Error> DescribeUnbalanced();
   std::string_view text() const { return std::string_view(padded_.data(), padded_.size()); }
 
-  std::string_view body_;       // as given, for positions
-  std::size_t skipped_ = 0;     // bytes of byte order mark skipped
+  std::string_view body_;    // as given, for positions
+  std::size_t skipped_ = 0;  // bytes of byte order mark skipped
+  bool started_ = false;     // doc_ is iterating (parser_.iterate succeeded)
   simdjson::padded_string padded_;
   ondemand::parser parser_;
   ondemand::document doc_;

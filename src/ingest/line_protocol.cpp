@@ -201,8 +201,8 @@ class LineProtocolParser {
     for (std::size_t i = 0; i < line.size(); ++i) {
       const auto c = static_cast<unsigned char>(line[i]);
       if ((c < 0x20 && c != '\t') || c == 0x7F) {
-        return Refuse(index, fmt::format("control character \\x{:02x} at byte {}", c,
-                                         first + i + 1));
+        return Refuse(index,
+                      fmt::format("control character \\x{:02x} at byte {}", c, first + i + 1));
       }
     }
 
@@ -217,7 +217,8 @@ class LineProtocolParser {
         return Refuse(index, fmt::format("tag {} has no value (expected '=')", Quoted(key)));
       }
       std::string value = reader.ReadName(", ", ",= ");
-      if (value.empty()) return Refuse(index, fmt::format("tag {} has an empty value", Quoted(key)));
+      if (value.empty())
+        return Refuse(index, fmt::format("tag {} has an empty value", Quoted(key)));
       if (key == "device") {
         if (device) return Refuse(index, "tag device appears twice");
         device = std::move(value);
@@ -232,11 +233,13 @@ class LineProtocolParser {
       field.key = reader.ReadName(",= ", ",= ");
       if (field.key.empty()) return Refuse(index, "empty field key");
       if (!reader.Consume('=')) {
-        return Refuse(index, fmt::format("field {} has no value (expected '=')", Quoted(field.key)));
+        return Refuse(index,
+                      fmt::format("field {} has no value (expected '=')", Quoted(field.key)));
       }
       auto value = reader.ReadValue(&field.is_string);
       if (!value) {
-        return Refuse(index, fmt::format("field {}: string value is never closed", Quoted(field.key)));
+        return Refuse(index,
+                      fmt::format("field {}: string value is never closed", Quoted(field.key)));
       }
       if (!field.is_string && value->empty()) {
         return Refuse(index, fmt::format("field {} has no value", Quoted(field.key)));
@@ -250,15 +253,15 @@ class LineProtocolParser {
       const std::string_view text = reader.ReadToken();
       reader.SkipSpaces();
       if (!reader.AtEnd()) {
-        return Refuse(index, fmt::format("unexpected text after the timestamp: {}",
-                                         Quoted(reader.Rest())));
+        return Refuse(
+            index, fmt::format("unexpected text after the timestamp: {}", Quoted(reader.Rest())));
       }
       auto parsed = ReadTimestamp(text);
       if (!parsed) return Refuse(index, std::move(parsed.error()));
       ts = *parsed;
     } else if (!reader.AtEnd()) {
-      return Refuse(index, fmt::format("unexpected text after the fields: {}",
-                                       Quoted(reader.Rest())));
+      return Refuse(index,
+                    fmt::format("unexpected text after the fields: {}", Quoted(reader.Rest())));
     }
 
     if (options_.gateway) {
@@ -312,7 +315,8 @@ class LineProtocolParser {
   tl::expected<TimestampMs, std::string> ReadTimestamp(std::string_view text) const {
     std::int64_t raw = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), raw);
-    if (ptr != text.data() + text.size() || (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+    if (ptr != text.data() + text.size() ||
+        (ec != std::errc() && ec != std::errc::result_out_of_range)) {
       return tl::unexpected(fmt::format("timestamp {} is not an integer", Quoted(text)));
     }
     if (ec == std::errc::result_out_of_range) {
@@ -320,7 +324,8 @@ class LineProtocolParser {
     }
     std::int64_t ms = FloorDiv(raw, precision_.divide);
     if (precision_.multiply != 1) {
-      if (ms > kMaxTimestampMs / precision_.multiply || ms < kMinTimestampMs / precision_.multiply) {
+      if (ms > kMaxTimestampMs / precision_.multiply ||
+          ms < kMinTimestampMs / precision_.multiply) {
         return tl::unexpected(std::string(kTimeOutOfRange));
       }
       ms *= precision_.multiply;
@@ -345,8 +350,8 @@ class LineProtocolParser {
 Result<ParseResult> ParseLineProtocol(std::string_view body, const ParseOptions& options) {
   auto precision = PrecisionFromName(options.lp_precision);
   if (!precision) {
-    return DocumentError(fmt::format(
-        "unknown line protocol precision {}: use ns, us, ms or s", Quoted(options.lp_precision)));
+    return DocumentError(fmt::format("unknown line protocol precision {}: use ns, us, ms or s",
+                                     Quoted(options.lp_precision)));
   }
   return LineProtocolParser(options, *precision).Run(body);
 }

@@ -14,11 +14,11 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <utility>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "core/time_zone.hpp"
@@ -62,10 +62,10 @@ class OpenSenseJsonParser {
           OS_RETURN_IF_ERROR(ReadObject(object, index, /*depth=*/2));
         } else {
           OS_ASSIGN_OR_RETURN(JsonValue other, json_.ReadValue(value, 2));
-          OS_RETURN_IF_ERROR(Refuse(
-              index, fmt::format("expected an object such as {{\"ts\": 1705744800000, "
-                                 "\"temperature\": 3.9}}, not {}",
-                                 JsonKindName(other.kind))));
+          OS_RETURN_IF_ERROR(
+              Refuse(index, fmt::format("expected an object such as {{\"ts\": 1705744800000, "
+                                        "\"temperature\": 3.9}}, not {}",
+                                        JsonKindName(other.kind))));
         }
         ++index;
       }
@@ -100,9 +100,8 @@ class OpenSenseJsonParser {
         if (has_units) refuse_object("units appears twice");
         has_units = true;
         if (value.kind != JsonKind::kObject) {
-          refuse_object(fmt::format(
-              "units must be an object such as {{\"co2\": \"ppm\"}}, not {}",
-              JsonKindName(value.kind)));
+          refuse_object(fmt::format("units must be an object such as {{\"co2\": \"ppm\"}}, not {}",
+                                    JsonKindName(value.kind)));
         }
         for (std::size_t i = first_unit; i < units_.size(); ++i) {
           if (units_[i].value.kind != JsonKind::kString) {
@@ -171,15 +170,13 @@ class OpenSenseJsonParser {
       }
       auto value = ReadMetricValue(metric.value);
       if (!value) {
-        OS_RETURN_IF_ERROR(
-            Refuse(index, fmt::format("{}: {}", Quoted(metric.key), value.error())));
+        OS_RETURN_IF_ERROR(Refuse(index, fmt::format("{}: {}", Quoted(metric.key), value.error())));
         continue;
       }
       std::string_view unit;
       if (auto it = unit_of_.find(metric.key); it != unit_of_.end()) unit = it->second;
       if (auto problem_unit = CheckUnit(unit)) {
-        OS_RETURN_IF_ERROR(
-            Refuse(index, fmt::format("{}: {}", Quoted(metric.key), *problem_unit)));
+        OS_RETURN_IF_ERROR(Refuse(index, fmt::format("{}: {}", Quoted(metric.key), *problem_unit)));
         continue;
       }
       ParsedRecord out;
@@ -217,7 +214,13 @@ class OpenSenseJsonParser {
   static tl::expected<TimestampMs, std::string> ReadTimestamp(const JsonValue& ts) {
     if (ts.kind == JsonKind::kString) {
       auto parsed = ParseTimestamp(ts.string);
-      if (!parsed) return tl::unexpected("ts: " + parsed.error().message);
+      if (!parsed) {
+        // Not ParseTimestamp's message: it carries the text unquoted (control characters too).
+        return tl::unexpected(
+            fmt::format("ts: {} is not a timestamp: use RFC 3339 (2024-01-20T10:00:00Z) or epoch "
+                        "milliseconds",
+                        Quoted(ts.string)));
+      }
       if (!TimestampInRange(*parsed)) return tl::unexpected("ts: " + std::string(kTimeOutOfRange));
       return *parsed;
     }
@@ -254,9 +257,9 @@ class OpenSenseJsonParser {
       return tl::unexpected(
           fmt::format("device id {} is not a positive 64-bit integer", Quoted(text)));
     }
-    return tl::unexpected(fmt::format(
-        "device must be a serial (string) or a device id (integer), not {}",
-        device.kind == JsonKind::kNumber ? "a fraction" : JsonKindName(device.kind)));
+    return tl::unexpected(
+        fmt::format("device must be a serial (string) or a device id (integer), not {}",
+                    device.kind == JsonKind::kNumber ? "a fraction" : JsonKindName(device.kind)));
   }
 
   Status Refuse(std::size_t index, std::string reason) {

@@ -118,8 +118,7 @@ std::optional<std::string> CheckUnit(std::string_view unit) {
 std::optional<std::string> CheckDevice(std::string_view device) {
   if (device.empty()) return "device is empty";
   if (device.size() > kMaxDeviceBytes) {
-    return fmt::format("device {} is too long: at most {} bytes", Quoted(device),
-                       kMaxDeviceBytes);
+    return fmt::format("device {} is too long: at most {} bytes", Quoted(device), kMaxDeviceBytes);
   }
   if (FindInvalidUtf8(device) != std::string_view::npos) {
     return fmt::format("device {} is not valid UTF-8", Quoted(device));

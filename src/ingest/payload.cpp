@@ -35,9 +35,12 @@ constexpr std::string_view kAccepted =
 
 std::string_view PayloadFormatName(PayloadFormat format) {
   switch (format) {
-    case PayloadFormat::kSenML: return "senml";
-    case PayloadFormat::kOpenSenseJson: return "opensense-json";
-    case PayloadFormat::kLineProtocol: return "line-protocol";
+    case PayloadFormat::kSenML:
+      return "senml";
+    case PayloadFormat::kOpenSenseJson:
+      return "opensense-json";
+    case PayloadFormat::kLineProtocol:
+      return "line-protocol";
   }
   return "unknown";
 }
@@ -45,14 +48,15 @@ std::string_view PayloadFormatName(PayloadFormat format) {
 Result<PayloadFormat> FormatFromContentType(std::string_view content_type) {
   const std::string_view media_type = Trim(content_type.substr(0, content_type.find(';')));
   if (media_type.empty()) {
-    return MakeError(ErrorCode::kInvalidArgument, fmt::format("missing Content-Type: {}", kAccepted));
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("missing Content-Type: {}", kAccepted));
   }
   if (EqualsIgnoreCase(media_type, "application/senml+json")) return PayloadFormat::kSenML;
   if (EqualsIgnoreCase(media_type, "application/json")) return PayloadFormat::kOpenSenseJson;
   if (EqualsIgnoreCase(media_type, "text/plain")) return PayloadFormat::kLineProtocol;
-  return MakeError(ErrorCode::kInvalidArgument,
-                   fmt::format("unsupported Content-Type {}: {}", internal::Quoted(media_type),
-                               kAccepted));
+  return MakeError(
+      ErrorCode::kInvalidArgument,
+      fmt::format("unsupported Content-Type {}: {}", internal::Quoted(media_type), kAccepted));
 }
 
 Result<ParseResult> Parse(PayloadFormat format, std::string_view body,
@@ -60,9 +64,12 @@ Result<ParseResult> Parse(PayloadFormat format, std::string_view body,
   // The parsers return errors; only the standard library (allocation) can throw here.
   try {
     switch (format) {
-      case PayloadFormat::kSenML: return internal::ParseSenml(body, options);
-      case PayloadFormat::kOpenSenseJson: return internal::ParseOpenSenseJson(body, options);
-      case PayloadFormat::kLineProtocol: return internal::ParseLineProtocol(body, options);
+      case PayloadFormat::kSenML:
+        return internal::ParseSenml(body, options);
+      case PayloadFormat::kOpenSenseJson:
+        return internal::ParseOpenSenseJson(body, options);
+      case PayloadFormat::kLineProtocol:
+        return internal::ParseLineProtocol(body, options);
     }
     return MakeError(ErrorCode::kInvalidArgument, "unknown payload format");
   } catch (const std::bad_alloc&) {

@@ -98,7 +98,6 @@ struct ParseResult {
 // empty body for the JSON formats (an empty line protocol body is zero records). Otherwise
 // every record stands alone: good ones go to `records`, bad ones to `errors`. Running out of
 // memory returns kResourceExhausted.
-Result<ParseResult> Parse(PayloadFormat format, std::string_view body,
-                          const ParseOptions& options);
+Result<ParseResult> Parse(PayloadFormat format, std::string_view body, const ParseOptions& options);
 
 }  // namespace opensense::ingest

@@ -1,5 +1,7 @@
 // Hostile and edge-case input for the ingest parsers, and content types. The ordinary cases are
 // golden files (golden_test.cpp, tests/data/ingest/).
+#include "ingest/payload.hpp"
+
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "core/validation.hpp"
-#include "ingest/payload.hpp"
 
 namespace opensense::ingest {
 namespace {
@@ -141,15 +142,22 @@ struct Malformed {
 
 TEST(ParseTest, MalformedJsonIsRefusedWithItsPosition) {
   const std::vector<Malformed> cases = {
-      {"[", "invalid JSON at line 1, column 2: the document ends before the '[' at line 1, column 1 is closed"},
-      {"[{\"n\":\"a\",\"v\":1}", "invalid JSON at line 1, column 17: the document ends before the '[' at line 1, column 1 is closed"},
+      {"[",
+       "invalid JSON at line 1, column 2: the document ends before the '[' at line 1, column 1 is "
+       "closed"},
+      {"[{\"n\":\"a\",\"v\":1}",
+       "invalid JSON at line 1, column 17: the document ends before the '[' at line 1, column 1 is "
+       "closed"},
       {"[{\"n\":\"a\",\"v\":1},]", "invalid JSON at line 1, column 18: unexpected ']'"},
-      {"[{\"n\":\"a\",\"v\":1}}", "invalid JSON at line 1, column 17: '}' does not close the '[' at line 1, column 1"},
+      {"[{\"n\":\"a\",\"v\":1}}",
+       "invalid JSON at line 1, column 17: '}' does not close the '[' at line 1, column 1"},
       {"[{\"n\":\"a\" \"v\":1}]", "invalid JSON at line 1, column 11: unexpected '\"'"},
       {"[{\"n\":\"a\",\"v\":}]", "invalid JSON at line 1, column 15: unexpected '}'"},
       {"[{\"n\":\"a\",\"v\":1 2}]", "invalid JSON at line 1, column 17: unexpected '2'"},
-      {"[{\"n\":\"a\",\"v\":1}] x", "invalid JSON at line 1, column 19: unexpected text after the end of the document"},
-      {"[{\"n\":\"a\",\"v\":1}][]", "invalid JSON at line 1, column 18: unexpected text after the end of the document"},
+      {"[{\"n\":\"a\",\"v\":1}] x",
+       "invalid JSON at line 1, column 19: unexpected text after the end of the document"},
+      {"[{\"n\":\"a\",\"v\":1}][]",
+       "invalid JSON at line 1, column 18: unexpected text after the end of the document"},
       {"[{\"n\":\"a\",\"v\":.5}]", "invalid JSON at line 1, column 15: unexpected '.'"},
       {"[{\"n\":\"a\",\"v\":1.}]", "invalid JSON at line 1, column 15: invalid number '1.'"},
       {"[{\"n\":\"a\",\"v\":-}]", "invalid JSON at line 1, column 15: invalid number '-'"},
@@ -157,12 +165,16 @@ TEST(ParseTest, MalformedJsonIsRefusedWithItsPosition) {
       {"[{\"n\":\"a\",\"v\":NaN}]", "invalid JSON at line 1, column 15: unexpected 'N'"},
       {"[{\"n\":\"a\",\"v\":Infinity}]", "invalid JSON at line 1, column 15: unexpected 'I'"},
       {"[{\"n\":\"a\",\"vb\":True}]", "invalid JSON at line 1, column 16: unexpected 'T'"},
-      {"[{\"n\":\"a\",\"vb\":falsy}]", "invalid JSON at line 1, column 16: invalid literal: expected true, false or null"},
+      {"[{\"n\":\"a\",\"vb\":falsy}]",
+       "invalid JSON at line 1, column 16: invalid literal: expected true, false or null"},
       {"[{'n':\"a\",\"v\":1}]", "invalid JSON at line 1, column 3: unexpected '''"},
       {"[{n:\"a\",\"v\":1}]", "invalid JSON at line 1, column 3: unexpected 'n'"},
-      {"[{\"n\":\"a\\q\",\"v\":1}]", "invalid JSON at line 1, column 7: invalid string: bad escape sequence"},
-      {"[{\"n\":\"\\ud800\",\"v\":1}]", "invalid JSON at line 1, column 7: invalid string: bad escape sequence"},
-      {"[{\"n\":\"a\",\"v\":1}\n,\n{\"n\":\"b\",\"v\":2,}]", "invalid JSON at line 3, column 16: unexpected '}'"},
+      {"[{\"n\":\"a\\q\",\"v\":1}]",
+       "invalid JSON at line 1, column 7: invalid string: bad escape sequence"},
+      {"[{\"n\":\"\\ud800\",\"v\":1}]",
+       "invalid JSON at line 1, column 7: invalid string: bad escape sequence"},
+      {"[{\"n\":\"a\",\"v\":1}\n,\n{\"n\":\"b\",\"v\":2,}]",
+       "invalid JSON at line 3, column 16: unexpected '}'"},
       {"[{\"n\":\"abc", "invalid JSON at line 1, column 7: string is never closed"},
       {"[1 /* comment */]", "invalid JSON at line 1, column 4: unexpected '/'"},
   };
@@ -175,9 +187,8 @@ TEST(ParseTest, EveryTruncationOfAValidDocumentIsRefused) {
   const std::string senml =
       R"([{"bn":"fridge-7:","bt":1.7e9,"bu":"Cel","n":"temperature","v":3.9},)"
       R"({"n":"door","vb":true,"t":-5},{"n":"x","vs":"a\"b","ext":[1,{"k":null}]}])";
-  const std::string json =
-      R"([{"ts":"2024-01-20T10:00:00Z","temperature":-3.5e-1,"door":false,)"
-      R"("units":{"temperature":"Cel"}},{"humidity":61}])";
+  const std::string json = R"([{"ts":"2024-01-20T10:00:00Z","temperature":-3.5e-1,"door":false,)"
+                           R"("units":{"temperature":"Cel"}},{"humidity":61}])";
   ASSERT_TRUE(Parse(PayloadFormat::kSenML, senml, Options()));
   ASSERT_TRUE(Parse(PayloadFormat::kOpenSenseJson, json, Options()));
   for (std::size_t n = 0; n < senml.size(); ++n) {
@@ -211,10 +222,10 @@ TEST(ParseTest, DeepNestingIsRefusedWithoutExhaustingTheStack) {
   const std::string deep = std::string(10'000, '[') + std::string(10'000, ']');
   EXPECT_EQ(DocumentError(PayloadFormat::kSenML, deep),
             "invalid JSON at line 1, column 65: arrays and objects nested deeper than 64 levels");
-  EXPECT_THAT(DocumentError(PayloadFormat::kOpenSenseJson, deep), HasSubstr("nested deeper than 64"));
+  EXPECT_THAT(DocumentError(PayloadFormat::kOpenSenseJson, deep),
+              HasSubstr("nested deeper than 64"));
   // Inside an ignored SenML label and inside an OpenSense metric value.
-  EXPECT_THAT(DocumentError(PayloadFormat::kSenML,
-                            R"([{"n":"a","v":1,"x":)" + deep + "}]"),
+  EXPECT_THAT(DocumentError(PayloadFormat::kSenML, R"([{"n":"a","v":1,"x":)" + deep + "}]"),
               HasSubstr("nested deeper than 64"));
   EXPECT_THAT(DocumentError(PayloadFormat::kOpenSenseJson, R"({"a":)" + deep + "}"),
               HasSubstr("nested deeper than 64"));
@@ -243,13 +254,13 @@ TEST(ParseTest, NestingUpToTheLimitIsRead) {
 
 TEST(ParseTest, InvalidUtf8RefusesAJsonDocumentWithThePosition) {
   const std::vector<std::string> bad = {
-      "\xff",                // never valid
-      "\xc0\xaf",            // overlong '/'
-      "\xe0\x80\xaf",        // overlong
-      "\xed\xa0\x80",        // UTF-16 surrogate
-      "\xf4\x90\x80\x80",    // above U+10FFFF
-      "\xc3",                // truncated
-      "\xe2\x82",            // truncated
+      "\xff",              // never valid
+      "\xc0\xaf",          // overlong '/'
+      "\xe0\x80\xaf",      // overlong
+      "\xed\xa0\x80",      // UTF-16 surrogate
+      "\xf4\x90\x80\x80",  // above U+10FFFF
+      "\xc3",              // truncated
+      "\xe2\x82",          // truncated
   };
   for (const std::string& bytes : bad) {
     const std::string senml = "[{\"n\":\"a" + bytes + "\",\"v\":1}]";
@@ -303,13 +314,35 @@ TEST(ParseTest, NulBytes) {
   EXPECT_EQ(lp.errors[0].reason, "control character \\x00 at byte 7");
 }
 
+// Found by senml_fuzz: a raw control character right after a backslash made simdjson refuse
+// the body before it started, and the error path then asked the unstarted document where it
+// stood (a null dereference).
+TEST(ParseTest, ControlCharacterAfterBackslashIsADocumentErrorNotACrash) {
+  using namespace std::string_literals;
+  for (PayloadFormat format : kJsonFormats) {
+    EXPECT_EQ(DocumentError(format, "[\"a\\\x08\"]"s),
+              "invalid JSON at line 1, column 5: control character inside a string (escape it "
+              "as \\u00XX)");
+    // The fuzzer's input, verbatim.
+    EXPECT_EQ(DocumentError(format, "\xe7\xe7\"3n\\\x08\xfd*\xe7\"3n\\\t\x05*"s),
+              "invalid JSON at line 1, column 7: control character inside a string (escape it "
+              "as \\u00XX)");
+  }
+}
+
 TEST(ParseTest, MessagesQuoteHostileTextSafely) {
+  // Found by opensense_json_fuzz: a bad ts reached the reason unquoted (a DEL byte here).
+  auto ts = Parsed(PayloadFormat::kOpenSenseJson, "{\"ts\":\"2024-01-20T11:00\x7f\",\"a\":1}");
+  ASSERT_EQ(ts.errors.size(), 1u);
+  EXPECT_EQ(ts.errors[0].reason,
+            "ts: '2024-01-20T11:00\\x7f' is not a timestamp: use RFC 3339 "
+            "(2024-01-20T10:00:00Z) or epoch milliseconds");
+
   const std::string long_name(1000, 'X');
   auto parsed = Parsed(PayloadFormat::kOpenSenseJson, "{\"" + long_name + "\\n\":1}");
   ASSERT_EQ(parsed.errors.size(), 1u);
-  EXPECT_EQ(parsed.errors[0].reason,
-            "metric name '" + std::string(64, 'X') +
-                "...' is invalid: use 1-64 characters of a-z 0-9 _ . -");
+  EXPECT_EQ(parsed.errors[0].reason, "metric name '" + std::string(64, 'X') +
+                                         "...' is invalid: use 1-64 characters of a-z 0-9 _ . -");
   auto newline = Parsed(PayloadFormat::kOpenSenseJson, R"({"a\nb":1})");
   ASSERT_EQ(newline.errors.size(), 1u);
   EXPECT_THAT(newline.errors[0].reason, StartsWith("metric name 'a\\x0ab' is invalid"));
@@ -319,10 +352,12 @@ TEST(ParseTest, MessagesQuoteHostileTextSafely) {
 
 TEST(ParseTest, HugeNumbersAreRecordErrorsNotDocumentErrors) {
   const std::string digits(1000, '9');
-  auto parsed = Parsed(PayloadFormat::kSenML,
-                       R"([{"n":"a","v":)" + digits + R"(},{"n":"b","v":1e999999999999999999},)"
-                       R"({"n":"c","v":-)" + digits + R"(.5e-10},{"n":"d","v":0.)" + digits +
-                           R"(e-999999},{"n":"e","v":)" + digits + R"(e-996}])");
+  auto parsed =
+      Parsed(PayloadFormat::kSenML, R"([{"n":"a","v":)" + digits +
+                                        R"(},{"n":"b","v":1e999999999999999999},)"
+                                        R"({"n":"c","v":-)" +
+                                        digits + R"(.5e-10},{"n":"d","v":0.)" + digits +
+                                        R"(e-999999},{"n":"e","v":)" + digits + R"(e-996}])");
   ASSERT_EQ(parsed.errors.size(), 3u);
   for (const RecordError& e : parsed.errors) EXPECT_EQ(e.reason, "value is not finite");
   ASSERT_EQ(parsed.records.size(), 2u);
@@ -385,9 +420,7 @@ Result<ParseResult> TimedParse(PayloadFormat format, std::string_view body,
   return result;
 }
 
-TEST(ParseTest, DefaultMaxRecordsIsAMillion) {
-  EXPECT_EQ(ParseOptions{}.max_records, 1'000'000u);
-}
+TEST(ParseTest, DefaultMaxRecordsIsAMillion) { EXPECT_EQ(ParseOptions{}.max_records, 1'000'000u); }
 
 TEST(ParseTest, ABigSenmlBatchParsesWithinTheLimit) {
   const std::string body = SenmlPack(kBigBatch);
@@ -411,7 +444,8 @@ TEST(ParseTest, ABigOpenSenseJsonAndLineProtocolBatchParsesWithinTheLimit) {
   std::string lp;
   for (std::size_t i = 0; i < kBigBatch / 2; ++i) {
     if (i > 0) json += ',';
-    json += fmt::format(R"({{"ts":{},"temperature":3.{},"door":false}})", 1705744800000 + i, i % 10);
+    json +=
+        fmt::format(R"({{"ts":{},"temperature":3.{},"door":false}})", 1705744800000 + i, i % 10);
     lp += fmt::format("fridge,device=f{} temperature=3.{},door=f {}\n", i % 7, i % 10,
                       (1705744800000 + i) * 1'000'000);
   }
@@ -450,11 +484,10 @@ TEST(ParseTest, RecordErrorsCountTowardsMaxRecords) {
   ParseOptions options = Options();
   options.max_records = 3;
   // Two records and two errors: four.
-  EXPECT_THAT(DocumentError(PayloadFormat::kOpenSenseJson,
-                            R"({"a":1,"b":"x","c":2,"d":null})", options),
-              StartsWith("too many records"));
-  EXPECT_THAT(DocumentError(PayloadFormat::kLineProtocol, "m a=1\nm b=\"x\"\nm c=1,d=1",
-                            options),
+  EXPECT_THAT(
+      DocumentError(PayloadFormat::kOpenSenseJson, R"({"a":1,"b":"x","c":2,"d":null})", options),
+      StartsWith("too many records"));
+  EXPECT_THAT(DocumentError(PayloadFormat::kLineProtocol, "m a=1\nm b=\"x\"\nm c=1,d=1", options),
               StartsWith("too many records"));
   options.max_records = 4;
   EXPECT_TRUE(Parse(PayloadFormat::kOpenSenseJson, R"({"a":1,"b":"x","c":2,"d":null})", options));
@@ -477,7 +510,8 @@ TEST(ParseTest, LineProtocolPrecisionNamesAndJsonFormatsIgnoreIt) {
   for (std::string_view precision : {"", "NS", "m", "h", "sec", "ms "}) {
     options.lp_precision = precision;
     EXPECT_THAT(DocumentError(PayloadFormat::kLineProtocol, "m a=1 1", options),
-                StartsWith("unknown line protocol precision")) << precision;
+                StartsWith("unknown line protocol precision"))
+        << precision;
     EXPECT_TRUE(Parse(PayloadFormat::kSenML, "[]", options));
   }
 }
@@ -486,9 +520,9 @@ TEST(ParseTest, GatewayModeNeverLeavesADeviceOutAndDeviceModeNeverSetsOne) {
   const std::string senml = R"([{"bn":"f1:","n":"a","v":1},{"n":"b","v":2}])";
   const std::string json = R"([{"device":"f1","a":1},{"device":2,"b":2}])";
   const std::string lp = "m,device=f1 a=1\nm,device=2 b=2";
-  for (auto [format, body] : {std::pair{PayloadFormat::kSenML, senml},
-                              std::pair{PayloadFormat::kOpenSenseJson, json},
-                              std::pair{PayloadFormat::kLineProtocol, lp}}) {
+  for (auto [format, body] :
+       {std::pair{PayloadFormat::kSenML, senml}, std::pair{PayloadFormat::kOpenSenseJson, json},
+        std::pair{PayloadFormat::kLineProtocol, lp}}) {
     auto gateway = Parsed(format, body, Options(true));
     ASSERT_EQ(gateway.records.size(), 2u);
     for (const auto& r : gateway.records) EXPECT_TRUE(r.device.has_value());

@@ -15,9 +15,9 @@
 
 #include <cmath>
 #include <cstdint>
-#include <utility>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "ingest/json_reader.hpp"
 #include "ingest/parse_support.hpp"
@@ -78,8 +78,8 @@ class SenmlParser {
   Result<ParseResult> Run() {
     OS_ASSIGN_OR_RETURN(JsonKind root, json_.RootKind());
     if (root != JsonKind::kArray) {
-      return DocumentError(fmt::format(
-          "a SenML document is a JSON array of records, not {}", JsonKindName(root)));
+      return DocumentError(
+          fmt::format("a SenML document is a JSON array of records, not {}", JsonKindName(root)));
     }
     ondemand::array pack;
     if (auto error = json_.doc().get_array().get(pack)) return json_.Fail(error);
@@ -109,8 +109,8 @@ class SenmlParser {
     if (auto error = record.type().get(type)) return json_.Fail(error);
     if (type != ondemand::json_type::object) {
       OS_ASSIGN_OR_RETURN(JsonValue other, json_.ReadValue(record, 2));
-      return Refuse(index, fmt::format("a SenML record is a JSON object, not {}",
-                                       JsonKindName(other.kind)));
+      return Refuse(
+          index, fmt::format("a SenML record is a JSON object, not {}", JsonKindName(other.kind)));
     }
     ondemand::object object;
     if (auto error = record.get_object().get(object)) return json_.Fail(error);
@@ -130,27 +130,25 @@ class SenmlParser {
   // Applies one label: base fields change base_ at once (they apply to this record too).
   Status ReadLabel(std::string_view label, const JsonValue& value, std::size_t index,
                    unsigned* seen, RecordFields* fields) {
-    static constexpr std::string_view kLabels[] = {"bn", "bt", "bu", "bv", "bs", "bver", "n",
-                                                   "u",  "v",  "vs", "vb", "vd", "s",    "t",
-                                                   "ut"};
+    static constexpr std::string_view kLabels[] = {"bn", "bt", "bu", "bv", "bs", "bver", "n", "u",
+                                                   "v",  "vs", "vb", "vd", "s",  "t",    "ut"};
     std::size_t which = std::size(kLabels);
     for (std::size_t i = 0; i < std::size(kLabels); ++i) {
       if (label == kLabels[i]) which = i;
     }
     if (which == std::size(kLabels)) {
       if (!label.empty() && label.back() == '_') {
-        return DocumentError(fmt::format(
-            "record {}: label {} must be understood (RFC 8428 section 4.4) and is not "
-            "supported",
-            index, Quoted(label)));
+        return DocumentError(
+            fmt::format("record {}: label {} must be understood (RFC 8428 section 4.4) and is not "
+                        "supported",
+                        index, Quoted(label)));
       }
       return Ok();  // unknown labels are ignored (RFC 8428 section 4.4)
     }
     const bool base = label.front() == 'b';
     if (*seen & (1u << which)) {
       if (base) {
-        return DocumentError(
-            fmt::format("record {}: base field {} appears twice", index, label));
+        return DocumentError(fmt::format("record {}: base field {} appears twice", index, label));
       }
       fields->Refuse(fmt::format("label {} appears twice", label));
       return Ok();
@@ -162,8 +160,8 @@ class SenmlParser {
       fields->has_base = true;
       const bool want_string = label == "bn" || label == "bu";
       if (want_string ? !is_string : !is_number) {
-        return DocumentError(fmt::format("record {}: {} must be {}, not {} (at {})", index,
-                                         label, want_string ? "a string" : "a number",
+        return DocumentError(fmt::format("record {}: {} must be {}, not {} (at {})", index, label,
+                                         want_string ? "a string" : "a number",
                                          JsonKindName(value.kind), json_.Where(value.offset)));
       }
       if (label == "bn") base_.name = value.string;
@@ -177,9 +175,9 @@ class SenmlParser {
                                            index, value.number_text));
         }
         if (version > static_cast<double>(kSenmlVersion)) {
-          return DocumentError(fmt::format(
-              "record {}: SenML version {} is newer than the supported version {}", index,
-              value.number_text, kSenmlVersion));
+          return DocumentError(
+              fmt::format("record {}: SenML version {} is newer than the supported version {}",
+                          index, value.number_text, kSenmlVersion));
         }
       }
       return Ok();  // bs: a base sum only matters with sums, which are not supported
@@ -197,8 +195,7 @@ class SenmlParser {
       }
     } else if (label == "n" || label == "u") {
       if (!is_string) {
-        fields->Refuse(
-            fmt::format("{} must be a string, not {}", label, JsonKindName(value.kind)));
+        fields->Refuse(fmt::format("{} must be a string, not {}", label, JsonKindName(value.kind)));
       } else if (label == "n") {
         fields->n = value.string;
       } else {
@@ -206,8 +203,7 @@ class SenmlParser {
       }
     } else {  // v, s, t, ut: numbers
       if (!is_number) {
-        fields->Refuse(
-            fmt::format("{} must be a number, not {}", label, JsonKindName(value.kind)));
+        fields->Refuse(fmt::format("{} must be a number, not {}", label, JsonKindName(value.kind)));
       }
       const double number = is_number ? value.number : 0;
       if (label == "v") fields->v = number;
@@ -220,8 +216,8 @@ class SenmlParser {
 
   Status Resolve(std::size_t index, const RecordFields& fields) {
     if (!fields.error.empty()) return Refuse(index, fields.error);
-    const int value_fields = (fields.v ? 1 : 0) + (fields.vb ? 1 : 0) + (fields.vs ? 1 : 0) +
-                             (fields.vd ? 1 : 0);
+    const int value_fields =
+        (fields.v ? 1 : 0) + (fields.vb ? 1 : 0) + (fields.vs ? 1 : 0) + (fields.vd ? 1 : 0);
     if (value_fields == 0) {
       if (fields.s) return Refuse(index, "sum values (s) are not supported: send v");
       if (fields.has_base && !fields.n && !fields.u && !fields.t && !fields.ut) {
