@@ -376,6 +376,9 @@ int RunCli(int argc, char** argv) {
       ->capture_default_str();
   simulate_cmd->add_option("--step", sim.step_seconds, "Simulated seconds between readings of a device")
       ->capture_default_str();
+  simulate_cmd->add_option("--backfill", sim.backfill_seconds,
+                           "Readings start this many seconds back and catch up with the clock")
+      ->capture_default_str();
 
   // compact
   auto* compact_cmd = app.add_subcommand(

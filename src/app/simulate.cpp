@@ -38,7 +38,8 @@ int RunSimulate(const SimulateOptions& o) {
   auto units = sim::DemoUnits(7);
   std::vector<sim::FridgeModel> models;
   const TimestampMs step = o.step_seconds * kMsPerSecond;
-  const TimestampMs start = clock.NowMs() - step;
+  // Readings start `backfill` in the past and catch up with the clock; never in the future.
+  const TimestampMs start = clock.NowMs() - std::max<TimestampMs>(step, o.backfill_seconds * kMsPerSecond);
   for (int i = 0; i < devices; ++i) {
     sim::UnitSpec spec = units[static_cast<std::size_t>(i) % units.size()];
     spec.seed += static_cast<std::uint64_t>(i) * 7919;
@@ -56,7 +57,9 @@ int RunSimulate(const SimulateOptions& o) {
     if (o.duration_seconds > 0 && std::chrono::steady_clock::now() - begin >= std::chrono::seconds(o.duration_seconds)) break;
     std::this_thread::sleep_until(next);
     next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);
-    std::size_t i = turn++ % models.size();
+    std::size_t i = turn % models.size();
+    if (i == 0 && sim_time + step > clock.NowMs()) continue;  // caught up: wait for the clock
+    ++turn;
     if (i == 0) sim_time += step;
     std::string body = "[";
     for (const auto& r : models[i].AdvanceTo(sim_time)) {

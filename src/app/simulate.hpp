@@ -12,6 +12,7 @@ struct SimulateOptions {
   double rate = 1;       // posts per second, all devices together
   int duration_seconds = 0;
   int step_seconds = 60;  // simulated time between a device's readings
+  int backfill_seconds = 3600;  // readings start this far back and catch up with the clock
 };
 
 // Returns the exit status; prints progress every 10 s and a summary at the end.

@@ -126,7 +126,7 @@ Status TokenService::ExpireMatching(OrgId org, TimestampMs at,
   OS_ASSIGN_OR_RETURN(auto tokens, store_->ListTokens(org));
   const TimestampMs now = clock_->NowMs();
   for (const auto& t : tokens) {
-    if (!match(t) || !Live(t.expires_at, now)) continue;
+    if (!Live(t.expires_at, now) || !match(t)) continue;
     OS_RETURN_IF_ERROR(store_->ExpireToken(org, t.id, at));
     std::lock_guard lock(mu_);
     cache_.erase(t.public_id);
