@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <mutex>
+#include <map>
 #include <unordered_map>
 
 #include "core/time_zone.hpp"
@@ -203,6 +204,11 @@ struct Api::Impl {
   ApiOptions options;
   RateLimiter limiter;
   std::vector<RouteInfo> routes;
+  // Gateway device names already resolved: (site, name) -> device. Dropped whenever this process
+  // changes a device, and after a minute (changes made by another process).
+  std::mutex names_mu;
+  std::map<std::pair<SiteId, std::string>, DeviceId> names;
+  TimestampMs names_since = 0;
 
   Impl(store::Store* s, auth::TokenService* t, MetricsRegistry* m, const Clock* c, ApiOptions o)
       : store(s), tokens(t), metrics(m), clock(c), options(o),
@@ -337,7 +343,31 @@ struct Api::Impl {
     return Response::Json(400, body.dump(-1, ' ', false, json::error_handler_t::replace));
   }
 
+  void ForgetDeviceNames() {
+    std::lock_guard lock(names_mu);
+    names.clear();
+  }
+
   Result<DeviceId> ResolveGatewayDevice(const auth::Principal& p, const std::string& name) {
+    const TimestampMs now = clock->NowMs();
+    {
+      std::lock_guard lock(names_mu);
+      if (now - names_since > kMsPerMinute || now < names_since || names.size() > 1'000'000) {
+        names.clear();
+        names_since = now;
+      }
+      auto it = names.find({*p.site, name});
+      if (it != names.end()) return it->second;
+    }
+    auto id = ResolveGatewayDeviceUncached(p, name);
+    if (id) {
+      std::lock_guard lock(names_mu);
+      names[{*p.site, name}] = *id;
+    }
+    return id;
+  }
+
+  Result<DeviceId> ResolveGatewayDeviceUncached(const auth::Principal& p, const std::string& name) {
     if (name.empty()) {
       return MakeError(ErrorCode::kInvalidArgument, "a gateway record must name its device");
     }
@@ -442,6 +472,7 @@ struct Api::Impl {
       up.serial = *s;
     }
     auto updated = store->UpdateDevice(p.org, dev->id, up);
+    ForgetDeviceNames();
     if (!updated) return FromError(updated.error());
     return Response::Json(200, DeviceJson(*updated).dump());
   }
@@ -449,6 +480,7 @@ struct Api::Impl {
   Response DeleteDevice(Request& req, const auth::Principal& p) {
     auto dev = DeviceParam(req, p);
     if (!dev) return FromError(dev.error());
+    ForgetDeviceNames();
     if (auto st = tokens->RevokeDeviceTokens(p.org, dev->id); !st) return FromError(st.error());
     if (auto st = store->DecommissionDevice(p.org, dev->id); !st) return FromError(st.error());
     auto after = store->GetDevice(p.org, dev->id);

@@ -189,6 +189,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (http_role) {
     http::ServerOptions hopts;
     hopts.listen = cfg.listen;
+    hopts.worker_threads = cfg.http_worker_threads;
     hopts.on_complete = [&api](const http::Request& req, const std::string& route, int status,
                                std::chrono::microseconds duration) {
       api.OnComplete(req, route, status, duration);

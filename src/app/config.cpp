@@ -226,6 +226,10 @@ const std::vector<Setting>& Table() {
       IntSetting("retention_interval_seconds", "SECONDS",
                  "How often the scheduler deletes readings and rollups past their retention.", 60,
                  604800, &Config::retention_interval_seconds),
+      IntSetting("http_worker_threads", "N",
+                 "Threads running HTTP handlers. Each waits for its batch's commit, so more threads "
+                 "let more requests share one group commit.",
+                 1, 256, &Config::http_worker_threads),
       IntSetting("ingest_rate_per_token", "N",
                  "Ingest requests per second that one device or gateway token may make; beyond it "
                  "the answer is 429 with Retry-After.",

@@ -37,6 +37,9 @@ struct Config {
   int head_flush_age_seconds = 600;
   // How often the scheduler runs retention, in seconds (60..604800). Default 3600.
   int retention_interval_seconds = 3600;
+  // Threads running HTTP handlers (1..256). Each waits for its batch's commit, so more threads
+  // let more requests share one group commit. Default 16.
+  int http_worker_threads = 16;
   // Ingest requests per second one device or gateway token may make (1..1000000); beyond it
   // 429. Default 50.
   int ingest_rate_per_token = 50;

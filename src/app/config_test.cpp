@@ -105,13 +105,13 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 12u);
+  ASSERT_EQ(settings.size(), 13u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
                                           "log_level", "head_flush_readings",
                                           "head_flush_age_seconds", "retention_interval_seconds",
-                                          "ingest_rate_per_token", "ingest_burst_per_token",
+                                          "http_worker_threads", "ingest_rate_per_token", "ingest_burst_per_token",
                                           "demo_devices", "demo_history_days"}));
   for (const auto& s : settings) {
     EXPECT_FALSE(s.description.empty()) << s.name;
