@@ -299,6 +299,8 @@ class SqliteStore final : public Store {
     if (static_cast<std::size_t>(series) >= head_.size()) {
       head_.resize(static_cast<std::size_t>(series) + 1);
       seen_max_.resize(static_cast<std::size_t>(series) + 1, kNoTs);
+      group_ts_.resize(static_cast<std::size_t>(series) + 1);
+      group_big_.resize(static_cast<std::size_t>(series) + 1, 0);
     }
   }
 
@@ -337,6 +339,11 @@ class SqliteStore final : public Store {
 
   // Writer-thread-only state.
   std::vector<TimestampMs> seen_max_;  // newest ts per series over chunks + head + pending
+  // Timestamps accepted by the group being committed, per series: duplicate checks for readings
+  // that arrive out of order (concurrent clients interleave). A series with many goes to a set.
+  std::vector<std::vector<TimestampMs>> group_ts_;
+  std::vector<char> group_big_;
+  std::vector<std::int64_t> group_touched_;
   std::unordered_map<std::string, SeriesState> series_by_key_;
   std::unordered_map<std::int64_t, OrgId> series_org_;
   std::unordered_map<DeviceId, DeviceState> devices_;
@@ -1272,7 +1279,33 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
   RefreshCaches(now);
   std::vector<IngestResult> results(group.size());
   std::vector<PendingSample> pending;
-  std::unordered_set<std::pair<std::int64_t, TimestampMs>, PairHash> slow_keys;
+  std::unordered_set<std::pair<std::int64_t, TimestampMs>, PairHash> big_keys;
+  constexpr std::size_t kLinearScan = 64;
+  auto note = [&](std::int64_t sid, TimestampMs ts) {
+    auto& v = group_ts_[sid];
+    if (v.empty()) group_touched_.push_back(sid);
+    v.push_back(ts);
+    if (group_big_[sid]) big_keys.insert({sid, ts});
+  };
+  auto in_group = [&](std::int64_t sid, TimestampMs ts) {
+    auto& v = group_ts_[sid];
+    if (v.size() <= kLinearScan) return std::find(v.begin(), v.end(), ts) != v.end();
+    if (!group_big_[sid]) {
+      group_big_[sid] = 1;
+      for (TimestampMs t : v) big_keys.insert({sid, t});
+    }
+    return big_keys.count({sid, ts}) > 0;
+  };
+  struct GroupReset {
+    SqliteStore* s;
+    ~GroupReset() {
+      for (auto sid : s->group_touched_) {
+        s->group_ts_[sid].clear();
+        s->group_big_[sid] = 0;
+      }
+      s->group_touched_.clear();
+    }
+  } group_reset{this};
   std::vector<std::string> created_series;
   std::vector<std::pair<std::int64_t, TimestampMs>> touched_max;  // to undo on failure
 
@@ -1374,13 +1407,10 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
           touched_max.emplace_back(sid, seen);
           seen = r.ts;
           pending.push_back({sid, r.ts, r.value});
+          note(sid, r.ts);
           continue;
         }
-        std::pair<std::int64_t, TimestampMs> k{sid, r.ts};
-        if (slow_keys.empty() && !pending.empty()) {
-          for (const auto& p : pending) slow_keys.insert({p.series, p.ts});
-        }
-        bool dup = slow_keys.count(k) > 0;
+        bool dup = in_group(sid, r.ts);
         if (!dup) {
           const auto& hs = head_[sid].samples;
           dup = std::binary_search(hs.begin(), hs.end(), Sample{r.ts, 0},
@@ -1394,11 +1424,7 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
           continue;
         }
         pending.push_back({sid, r.ts, r.value});
-        slow_keys.insert(k);
-      }
-      // Fast-path keys added after slow_keys was built must be in it too.
-      if (!slow_keys.empty()) {
-        for (const auto& p : pending) slow_keys.insert({p.series, p.ts});
+        note(sid, r.ts);
       }
     }
     if (pending.empty()) return Ok();
@@ -1427,18 +1453,21 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
   // Durable: publish to the head, then acknowledge.
   {
     std::unique_lock lock(head_mu_);
-    std::vector<std::int64_t> unsorted;
-    for (const auto& p : pending) {
-      auto& v = head_[p.series].samples;
-      if (v.empty()) ++head_series_;
-      if (!v.empty() && p.ts < v.back().ts) unsorted.push_back(p.series);
-      v.push_back(Sample{p.ts, p.value});
-    }
-    std::sort(unsorted.begin(), unsorted.end());
-    unsorted.erase(std::unique(unsorted.begin(), unsorted.end()), unsorted.end());
-    for (auto sid : unsorted) {
+    // Append each series' new readings, then put them in order: sort the (small) new tail and
+    // merge it into the sorted head, instead of re-sorting the whole head.
+    std::vector<std::pair<std::int64_t, std::size_t>> starts;
+    starts.reserve(group_touched_.size());
+    for (auto sid : group_touched_) {
       auto& v = head_[sid].samples;
-      std::sort(v.begin(), v.end(), ByTs);
+      if (v.empty()) ++head_series_;
+      starts.emplace_back(sid, v.size());
+    }
+    for (const auto& p : pending) head_[p.series].samples.push_back(Sample{p.ts, p.value});
+    for (auto [sid, old] : starts) {
+      auto& v = head_[sid].samples;
+      auto mid = v.begin() + static_cast<std::ptrdiff_t>(old);
+      if (!std::is_sorted(mid, v.end(), ByTs)) std::sort(mid, v.end(), ByTs);
+      if (old > 0 && mid != v.end() && mid->ts < (mid - 1)->ts) std::inplace_merge(v.begin(), mid, v.end(), ByTs);
     }
   }
   if (!pending.empty() && oldest_log_at_ == kNoTs) oldest_log_at_ = now;
