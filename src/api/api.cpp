@@ -293,19 +293,26 @@ struct Api::Impl {
     std::vector<std::pair<std::size_t, std::string>> rejected;
     for (const auto& e : parsed->errors) rejected.emplace_back(e.index, e.reason);
     std::unordered_map<std::string, Result<DeviceId>> resolved;
+    const std::string* last_name = nullptr;  // consecutive records usually name the same device
+    const Result<DeviceId>* last_result = nullptr;
     for (const auto& rec : parsed->records) {
       DeviceId device = 0;
       if (p->kind == TokenKind::kDevice) {
         device = *p->device;
       } else {
-        const std::string name = rec.device.value_or("");
-        auto it = resolved.find(name);
-        if (it == resolved.end()) it = resolved.emplace(name, ResolveGatewayDevice(*p, name)).first;
-        if (!it->second) {
-          rejected.emplace_back(rec.index, it->second.error().message);
+        static const std::string kNone;
+        const std::string& name = rec.device ? *rec.device : kNone;
+        if (last_name == nullptr || *last_name != name) {
+          auto it = resolved.find(name);
+          if (it == resolved.end()) it = resolved.emplace(name, ResolveGatewayDevice(*p, name)).first;
+          last_name = &it->first;
+          last_result = &it->second;
+        }
+        if (!*last_result) {
+          rejected.emplace_back(rec.index, last_result->error().message);
           continue;
         }
-        device = *it->second;
+        device = **last_result;
       }
       readings.push_back(Reading{device, rec.metric, rec.unit, rec.ts.value_or(now), rec.value});
       record_index.push_back(rec.index);

@@ -77,11 +77,31 @@ TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
   return f == ts ? ts : f + width;
 }
 
-std::string SeriesKey(DeviceId device, std::string_view metric) {
-  std::string key(reinterpret_cast<const char*>(&device), sizeof(device));
-  key.append(metric);
-  return key;
-}
+// (device, metric) -> series, without building a key string per reading: a device has a
+// handful of metrics, scanned linearly.
+template <typename Value>
+class SeriesIndex {
+ public:
+  Value* Find(DeviceId device, std::string_view metric) {
+    auto it = by_device_.find(device);
+    if (it == by_device_.end()) return nullptr;
+    for (auto& [name, value] : it->second) {
+      if (name == metric) return &value;
+    }
+    return nullptr;
+  }
+  void Insert(DeviceId device, std::string metric, Value value) {
+    by_device_[device].emplace_back(std::move(metric), std::move(value));
+  }
+  void Erase(DeviceId device, std::string_view metric) {
+    auto it = by_device_.find(device);
+    if (it == by_device_.end()) return;
+    std::erase_if(it->second, [&](const auto& e) { return e.first == metric; });
+  }
+
+ private:
+  std::unordered_map<DeviceId, std::vector<std::pair<std::string, Value>>> by_device_;
+};
 
 struct PairHash {
   std::size_t operator()(const std::pair<std::int64_t, TimestampMs>& p) const {
@@ -344,7 +364,7 @@ class SqliteStore final : public Store {
   std::vector<std::vector<TimestampMs>> group_ts_;
   std::vector<char> group_big_;
   std::vector<std::int64_t> group_touched_;
-  std::unordered_map<std::string, SeriesState> series_by_key_;
+  SeriesIndex<SeriesState> series_by_key_;
   std::unordered_map<std::int64_t, OrgId> series_org_;
   std::unordered_map<DeviceId, DeviceState> devices_;
   std::unordered_map<OrgId, OrgState> orgs_;
@@ -437,7 +457,7 @@ Status SqliteStore::LoadWriterState() {
     OS_ASSIGN_OR_RETURN(bool row, s->Step());
     if (!row) break;
     std::int64_t id = s->Int(0);
-    series_by_key_[SeriesKey(s->Int(1), s->Text(2))] = SeriesState{id, s->Text(3)};
+    series_by_key_.Insert(s->Int(1), s->Text(2), SeriesState{id, s->Text(3)});
     series_org_[id] = s->Int(5);
     EnsureHeadSize(id);
     head_[id].chunk_max_ts = s->IsNull(4) ? kNoTs : s->Int(4);
@@ -1306,15 +1326,14 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
       s->group_touched_.clear();
     }
   } group_reset{this};
-  std::vector<std::string> created_series;
+  std::vector<std::pair<DeviceId, std::string>> created_series;
   std::vector<std::pair<std::int64_t, TimestampMs>> touched_max;  // to undo on failure
 
   auto fail_all = [&](const Error& e) {
-    for (const auto& key : created_series) {
-      auto it = series_by_key_.find(key);
-      if (it != series_by_key_.end()) {
-        series_org_.erase(it->second.id);
-        series_by_key_.erase(it);
+    for (const auto& [device, metric] : created_series) {
+      if (SeriesState* st = series_by_key_.Find(device, metric)) {
+        series_org_.erase(st->id);
+        series_by_key_.Erase(device, metric);
       }
     }
     for (auto it = touched_max.rbegin(); it != touched_max.rend(); ++it) {
@@ -1378,26 +1397,25 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
           reject(RejectReason::kDeviceDecommissioned, fmt::format("device {} is decommissioned", r.device));
           continue;
         }
-        std::string key = SeriesKey(r.device, r.metric);
-        auto sit = series_by_key_.find(key);
+        SeriesState* known = series_by_key_.Find(r.device, r.metric);
         std::int64_t sid;
-        if (sit == series_by_key_.end()) {
+        if (known == nullptr) {
           std::string unit = r.unit;
           if (unit.empty()) unit = std::string(DefaultUnitFor(r.metric).value_or(""));
           OS_ASSIGN_OR_RETURN(Stmt * ins, wdb_->Prepare(
               "INSERT INTO series(device_id, metric, unit) VALUES(?,?,?)"));
           OS_RETURN_IF_ERROR(ins->Bind(1, r.device).Bind(2, r.metric).Bind(3, unit).Run());
           sid = wdb_->LastInsertRowid();
-          series_by_key_.emplace(key, SeriesState{sid, unit});
+          series_by_key_.Insert(r.device, r.metric, SeriesState{sid, unit});
           series_org_[sid] = job.org;
-          created_series.push_back(key);
+          created_series.emplace_back(r.device, r.metric);
           EnsureHeadSize(sid);
         } else {
-          sid = sit->second.id;
-          if (!r.unit.empty() && r.unit != sit->second.unit) {
+          sid = known->id;
+          if (!r.unit.empty() && r.unit != known->unit) {
             reject(RejectReason::kUnitMismatch,
                    fmt::format("{} of device {} is recorded in '{}', not '{}'", r.metric, r.device,
-                               sit->second.unit, r.unit.substr(0, 32)));
+                               known->unit, r.unit.substr(0, 32)));
             continue;
           }
         }
