@@ -1982,6 +1982,33 @@ Status SqliteStore::RebuildRollups(OrgId org, DeviceId device, TimestampMs from,
 // ================================================================================================
 // Retention
 
+namespace {
+// One stored run (a raw chunk or a rollup chunk) read for the retention job.
+struct StoredRun {
+  std::int64_t series;
+  TimestampMs key;   // start_ts of a raw chunk, period of a rollup chunk
+  TimestampMs last;  // its newest reading or bucket
+  std::int64_t count;
+  std::string data;
+};
+
+// Reads rows of (series, key, last, count, data) and resets the statement.
+Result<std::vector<StoredRun>> ReadStoredRuns(Stmt* sel) {
+  std::vector<StoredRun> rows;
+  while (true) {
+    auto row = sel->Step();
+    if (!row) {
+      sel->Reset();
+      return tl::unexpected(row.error());
+    }
+    if (!*row) break;
+    rows.push_back({sel->Int(0), sel->Int(1), sel->Int(2), sel->Int(3), std::string(sel->Blob(4))});
+  }
+  sel->Reset();
+  return rows;
+}
+}  // namespace
+
 Result<std::int64_t> SqliteStore::RetentionStepRaw(OrgId org, TimestampMs cutoff) {
   // Up to kRetentionStep chunks that start before the cutoff, in one transaction.
   OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
@@ -1990,24 +2017,12 @@ Result<std::int64_t> SqliteStore::RetentionStepRaw(OrgId org, TimestampMs cutoff
       "JOIN series s ON s.id=c.series_id JOIN devices d ON d.id=s.device_id "
       "WHERE d.org_id=? AND c.start_ts<? LIMIT ?"));
   sel->Bind(1, org).Bind(2, cutoff).Bind(3, kRetentionStep);
-  struct Row {
-    std::int64_t series;
-    TimestampMs start, end;
-    std::int64_t count;
-    std::string data;
-  };
-  std::vector<Row> rows;
-  while (true) {
-    OS_ASSIGN_OR_RETURN(bool row, sel->Step());
-    if (!row) break;
-    rows.push_back({sel->Int(0), sel->Int(1), sel->Int(2), sel->Int(3), std::string(sel->Blob(4))});
-  }
-  sel->Reset();
+  OS_ASSIGN_OR_RETURN(auto rows, ReadStoredRuns(sel));
   OS_ASSIGN_OR_RETURN(Stmt * del, wdb_->Prepare("DELETE FROM chunks WHERE series_id=? AND start_ts=?"));
   std::int64_t deleted = 0;
-  for (const Row& r : rows) {
-    OS_RETURN_IF_ERROR(del->Bind(1, r.series).Bind(2, r.start).Run());
-    if (r.end < cutoff) {
+  for (const StoredRun& r : rows) {
+    OS_RETURN_IF_ERROR(del->Bind(1, r.series).Bind(2, r.key).Run());
+    if (r.last < cutoff) {
       deleted += r.count;
       continue;
     }
@@ -2029,29 +2044,17 @@ Result<SqliteStore::StepResult> SqliteStore::RetentionStepRollup(OrgId org, int 
       "JOIN series s ON s.id=r.series_id JOIN devices d ON d.id=s.device_id "
       "WHERE d.org_id=? AND r.level=? AND r.first_bucket<? LIMIT ?"));
   sel->Bind(1, org).Bind(2, level).Bind(3, cutoff).Bind(4, kRetentionStep);
-  struct Row {
-    std::int64_t series;
-    TimestampMs period, last;
-    std::int64_t buckets;
-    std::string data;
-  };
-  std::vector<Row> rows;
-  while (true) {
-    OS_ASSIGN_OR_RETURN(bool row, sel->Step());
-    if (!row) break;
-    rows.push_back({sel->Int(0), sel->Int(1), sel->Int(2), sel->Int(3), std::string(sel->Blob(4))});
-  }
-  sel->Reset();
+  OS_ASSIGN_OR_RETURN(auto rows, ReadStoredRuns(sel));
   StepResult result;
   result.more = static_cast<std::int64_t>(rows.size()) >= kRetentionStep;
-  for (const Row& r : rows) {
+  for (const StoredRun& r : rows) {
     std::vector<RollupBucket> kept;
     if (r.last >= cutoff) {
       OS_RETURN_IF_ERROR(DecodeRollupChunkInto(r.data, &kept));
       std::erase_if(kept, [&](const RollupBucket& x) { return x.bucket < cutoff; });
     }
-    result.rows += r.buckets - static_cast<std::int64_t>(kept.size());
-    OS_RETURN_IF_ERROR(PutRollupChunk(r.series, level, r.period, kept));
+    result.rows += r.count - static_cast<std::int64_t>(kept.size());
+    OS_RETURN_IF_ERROR(PutRollupChunk(r.series, level, r.key, kept));
   }
   OS_RETURN_IF_ERROR(txn.Commit());
   return result;
