@@ -217,6 +217,7 @@ TEST_F(Cli, ServeStopsCleanlyOnSigtermAndKeepsTheDemoData) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
   std::string log = Slurp(out) + Slurp(err);
   EXPECT_NE(log.find("stopped cleanly"), std::string::npos) << log;
+  EXPECT_NE(log.find("demo: owner API token (shown once): osk_"), std::string::npos) << log;
   json compact = Json({"compact", "--data-dir", "data", "--json"});
   // 1 day x 3 units x 4 metrics x 1440 minutes.
   EXPECT_GE(compact["readings"].get<long>(), 3 * 4 * 1440 - 3 * 4 * 2);

@@ -222,6 +222,21 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     spdlog::info("demo: organisation '{}' (id {}) with {} simulated fridges{}; live readings every "
                  "minute",
                  kDemoOrgName, demo.org, demo.devices.size(), demo.created ? "" : " (reused)");
+    if (demo.created) {
+      // The demo's owner token is printed once, so a newcomer can query the API at once.
+      auto owner = store->CreateUser(demo.org, "demo@localhost", Role::kOwner);
+      auto token = owner ? tokens.IssueUserToken(demo.org, owner->id, Role::kOwner, "demo")
+                         : Result<auth::IssuedToken>(tl::unexpected(owner.error()));
+      if (token) {
+        spdlog::info("demo: owner API token (shown once): {}", token->token);
+        if (server) {
+          spdlog::info("demo: try  curl -H 'Authorization: Bearer {}' http://{}/api/v1/devices",
+                       token->token, server->address());
+        }
+      } else {
+        spdlog::warn("demo: no owner token: {}", token.error().message);
+      }
+    }
     demo_thread = std::thread([&, demo, demo_options] {
       RunDemoLive(store.get(), &clock, demo_options, demo, stop);
     });
