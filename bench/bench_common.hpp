@@ -7,6 +7,13 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <semaphore>
+#include <thread>
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
@@ -17,6 +24,8 @@
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "store/store.hpp"
 
 namespace opensense::bench {
 
@@ -222,5 +231,54 @@ inline FileUse InspectFile(const std::string& path) {
   }
   return u;
 }
+
+// Keeps up to `inflight` batches outstanding against a store, as concurrent clients would: one
+// producer calls Submit; a waiter thread takes completions in FIFO order (the writer commits in
+// order) and calls `on_done(index, result)` on its own thread. Finish() waits for the last one.
+class InFlightSubmitter {
+ public:
+  using OnDone = std::function<void(std::size_t index, const Result<IngestResult>& result)>;
+  InFlightSubmitter(store::Store* store, OrgId org, std::size_t inflight, std::size_t total, OnDone on_done)
+      : store_(store), org_(org), slots_(static_cast<std::ptrdiff_t>(inflight)), total_(total),
+        on_done_(std::move(on_done)), waiter_([this] { Wait(); }) {}
+  ~InFlightSubmitter() { Finish(); }
+
+  void Submit(std::vector<Reading> batch) {
+    slots_.acquire();
+    auto f = store_->Ingest(org_, std::move(batch));
+    {
+      std::lock_guard lock(mu_);
+      pending_.push_back(std::move(f));
+    }
+    cv_.notify_one();
+  }
+  void Finish() {
+    if (waiter_.joinable()) waiter_.join();
+  }
+
+ private:
+  void Wait() {
+    for (std::size_t i = 0; i < total_; ++i) {
+      std::future<Result<IngestResult>> f;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return !pending_.empty(); });
+        f = std::move(pending_.front());
+        pending_.pop_front();
+      }
+      on_done_(i, f.get());
+      slots_.release();
+    }
+  }
+  store::Store* store_;
+  OrgId org_;
+  std::counting_semaphore<4096> slots_;
+  std::size_t total_;
+  OnDone on_done_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::future<Result<IngestResult>>> pending_;
+  std::thread waiter_;  // last: starts after everything it uses
+};
 
 }  // namespace opensense::bench

@@ -227,43 +227,21 @@ WriterRun RunWriter(const Options& o, const Data& d, std::int64_t first, std::in
     batches.back().push_back(std::move(r));
   }
   const std::size_t nb = batches.size();
-  std::counting_semaphore<4096> slots(inflight);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::future<Result<IngestResult>>> pending;
   std::int64_t accepted = 0;
   std::string first_error;
   double cpu0 = ProcessCpuSeconds();
   auto t0 = Clock::now();
-  std::thread waiter([&] {
-    for (std::size_t i = 0; i < nb; ++i) {
-      std::future<Result<IngestResult>> f;
-      {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return !pending.empty(); });
-        f = std::move(pending.front());
-        pending.pop_front();
-      }
-      auto res = f.get();
+  {
+    InFlightSubmitter submitter(st.get(), org.id, inflight, nb, [&](std::size_t, const Result<IngestResult>& res) {
       if (!res) {
         if (first_error.empty()) first_error = res.error().ToString();
       } else {
         accepted += static_cast<std::int64_t>(res->accepted);
         if (!res->rejected.empty() && first_error.empty()) first_error = res->rejected[0].message;
       }
-      slots.release();
-    }
-  });
-  for (std::size_t i = 0; i < nb; ++i) {
-    slots.acquire();
-    auto f = st->Ingest(org.id, std::move(batches[i]));
-    {
-      std::lock_guard lock(mu);
-      pending.push_back(std::move(f));
-    }
-    cv.notify_one();
+    });
+    for (std::size_t i = 0; i < nb; ++i) submitter.Submit(std::move(batches[i]));
   }
-  waiter.join();
   auto t1 = Clock::now();
   double cpu1 = ProcessCpuSeconds();
   st->Close();

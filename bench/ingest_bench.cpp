@@ -256,28 +256,16 @@ void RunStore(const Options& o, const Data& d, store::Synchronous mode, int run,
   }
   const std::size_t nb = batches.size();
 
-  // One producer keeps up to `inflight` batches outstanding; a waiter thread takes completions
-  // in order (the writer commits in FIFO order) and frees a slot for each.
-  std::counting_semaphore<4096> slots(o.inflight);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<std::future<Result<IngestResult>>> pending;
+  // One producer keeps up to `inflight` batches outstanding (as concurrent clients would).
   std::vector<Clock::time_point> done_at(nb);
   std::int64_t accepted = 0, duplicates = 0, rejected = 0, failed = 0;
   std::string first_error;
   double cpu0 = ProcessCpuSeconds();
   std::int64_t w0 = ProcessWrittenBytes();
   auto t0 = Clock::now();
-  std::thread waiter([&] {
-    for (std::size_t i = 0; i < nb; ++i) {
-      std::future<Result<IngestResult>> f;
-      {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return !pending.empty(); });
-        f = std::move(pending.front());
-        pending.pop_front();
-      }
-      auto res = f.get();
+  {
+    InFlightSubmitter submitter(st.get(), org.id, static_cast<std::size_t>(o.inflight), nb,
+                                [&](std::size_t i, const Result<IngestResult>& res) {
       done_at[i] = Clock::now();
       if (!res) {
         ++failed;
@@ -288,19 +276,9 @@ void RunStore(const Options& o, const Data& d, store::Synchronous mode, int run,
         rejected += static_cast<std::int64_t>(res->rejected.size());
         if (!res->rejected.empty() && first_error.empty()) first_error = res->rejected[0].message;
       }
-      slots.release();
-    }
-  });
-  for (std::size_t i = 0; i < nb; ++i) {
-    slots.acquire();
-    auto f = st->Ingest(org.id, std::move(batches[i]));
-    {
-      std::lock_guard lock(mu);
-      pending.push_back(std::move(f));
-    }
-    cv.notify_one();
+    });
+    for (std::size_t i = 0; i < nb; ++i) submitter.Submit(std::move(batches[i]));
   }
-  waiter.join();
   auto t1 = Clock::now();
   double cpu1 = ProcessCpuSeconds();
   std::int64_t w1 = ProcessWrittenBytes();
