@@ -33,20 +33,10 @@ Result<std::vector<tcp::endpoint>> Resolve(net::io_context& ioc, const std::stri
                      fmt::format("invalid address '{}': {}", host_port, why));
   };
   std::string host, port;
-  if (!host_port.empty() && host_port.front() == '[') {
-    std::size_t close = host_port.find(']');
-    if (close == std::string::npos || close + 1 >= host_port.size() ||
-        host_port[close + 1] != ':') {
-      return bad("expected [IPv6]:PORT");
-    }
-    host = host_port.substr(1, close - 1);
-    port = host_port.substr(close + 2);
-  } else {
-    std::size_t colon = host_port.rfind(':');
-    if (colon == std::string::npos) return bad("expected HOST:PORT");
-    host = host_port.substr(0, colon);
-    port = host_port.substr(colon + 1);
-  }
+  auto split = wire::SplitHostPort(host_port);
+  if (!split) return bad(split.error().message);
+  host = std::move(split->first);
+  port = std::move(split->second);
   if (host.empty() || port.empty() || port.find_first_not_of("0123456789") != std::string::npos) {
     return bad("expected HOST:PORT");
   }

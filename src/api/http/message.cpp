@@ -189,6 +189,20 @@ std::string ErrorBody(std::string_view code, std::string_view message) {
          "\"}}";
 }
 
+Result<std::pair<std::string, std::string>> SplitHostPort(std::string_view address) {
+  auto bad = [](const char* why) { return MakeError(ErrorCode::kInvalidArgument, why); };
+  if (!address.empty() && address.front() == '[') {
+    std::size_t close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() || address[close + 1] != ':') {
+      return bad("expected [IPv6]:PORT");
+    }
+    return std::pair<std::string, std::string>(address.substr(1, close - 1), address.substr(close + 2));
+  }
+  std::size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos) return bad("expected HOST:PORT");
+  return std::pair<std::string, std::string>(address.substr(0, colon), address.substr(colon + 1));
+}
+
 }  // namespace wire
 
 std::optional<std::string_view> Request::Header(std::string_view name) const {

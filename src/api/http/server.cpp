@@ -653,19 +653,10 @@ Result<tcp::endpoint> ParseListen(net::io_context& ioc, const std::string& liste
   };
   std::string host;
   std::string port;
-  if (!listen.empty() && listen.front() == '[') {
-    std::size_t close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
-      return bad("expected [IPv6]:PORT");
-    }
-    host = listen.substr(1, close - 1);
-    port = listen.substr(close + 2);
-  } else {
-    std::size_t colon = listen.rfind(':');
-    if (colon == std::string::npos) return bad("expected HOST:PORT");
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
-  }
+  auto split = wire::SplitHostPort(listen);
+  if (!split) return bad(split.error().message);
+  host = std::move(split->first);
+  port = std::move(split->second);
   if (host.empty()) return bad("missing host (use 0.0.0.0 for every interface)");
   unsigned long port_number = 0;
   if (port.empty() || port.size() > 5 ||

@@ -34,4 +34,8 @@ std::string JsonEscape(std::string_view in);
 // {"error":{"code":"...","message":"..."}}
 std::string ErrorBody(std::string_view code, std::string_view message);
 
+// Splits "HOST:PORT" or "[IPv6]:PORT" into host and port text; on a malformed address the
+// error message says what was expected ("expected HOST:PORT", "expected [IPv6]:PORT").
+Result<std::pair<std::string, std::string>> SplitHostPort(std::string_view address);
+
 }  // namespace opensense::http::wire

@@ -180,6 +180,19 @@ Device ReadDevice(Stmt* s) {
   return d;
 }
 
+// Steps a bound device query once: the device, or kNotFound with `missing`.
+Result<Device> OneDevice(Stmt* s, std::string missing) {
+  auto row = s->Step();
+  if (!row || !*row) {
+    s->Reset();
+    if (!row) return tl::unexpected(row.error());
+    return MakeError(ErrorCode::kNotFound, std::move(missing));
+  }
+  Device d = ReadDevice(s);
+  s->Reset();
+  return d;
+}
+
 constexpr const char* kDeviceColumns =
     "id, org_id, site_id, name, serial, decommissioned_at, created_at";
 
@@ -787,11 +800,7 @@ Result<Device> SqliteStore::GetDevice(OrgId org, DeviceId id) {
       "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
       "WHERE id=? AND org_id=?"));
   s->Bind(1, id).Bind(2, org);
-  OS_ASSIGN_OR_RETURN(bool row, s->Step());
-  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", id));
-  Device d = ReadDevice(s);
-  s->Reset();
-  return d;
+  return OneDevice(s, fmt::format("no device {}", id));
 }
 
 Result<Device> SqliteStore::FindDeviceBySerial(OrgId org, std::string_view serial) {
@@ -800,11 +809,7 @@ Result<Device> SqliteStore::FindDeviceBySerial(OrgId org, std::string_view seria
       "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
       "WHERE org_id=? AND serial=?"));
   s->Bind(1, org).Bind(2, serial);
-  OS_ASSIGN_OR_RETURN(bool row, s->Step());
-  if (!row) return MakeError(ErrorCode::kNotFound, fmt::format("no device with serial '{}'", serial));
-  Device d = ReadDevice(s);
-  s->Reset();
-  return d;
+  return OneDevice(s, fmt::format("no device with serial '{}'", serial));
 }
 
 Result<std::vector<Device>> SqliteStore::ListDevices(OrgId org) {
