@@ -154,6 +154,59 @@ Validator HostPortValidator() {
           }};
 }
 
+Validator MqttUrlValidator() {
+  return {"empty, mqtt://HOST:PORT or mqtts://HOST:PORT",
+          [](const Value& v, Layer) -> std::optional<std::string> {
+            const auto& url = std::get<std::string>(v);
+            if (url.empty()) return std::nullopt;
+            if (UrlHasPassword(url)) {
+              return "the MQTT URL contains a password; secrets never come from flags or the "
+                     "config file: set OPENSENSE_MQTT_PASSWORD in the environment or the secrets "
+                     "file instead";
+            }
+            std::string_view rest = url;
+            if (rest.rfind("mqtt://", 0) == 0) {
+              rest.remove_prefix(7);
+            } else if (rest.rfind("mqtts://", 0) == 0) {
+              rest.remove_prefix(8);
+            } else {
+              return fmt::format("'{}' is not an MQTT URL (mqtt://HOST:PORT or mqtts://HOST:PORT)",
+                                 url);
+            }
+            if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+            if (auto problem = CheckHostPort(rest)) return fmt::format("'{}': {}", url, *problem);
+            return std::nullopt;
+          }};
+}
+
+// Comma-separated MQTT client ids, each 1-64 characters of A-Z a-z 0-9 _ . -
+Validator ClientIdsValidator(bool allow_empty) {
+  return {allow_empty ? "empty or a comma-separated list of ids (1-64 of A-Z a-z 0-9 _ . -)"
+                      : "a comma-separated list of ids (1-64 of A-Z a-z 0-9 _ . -)",
+          [allow_empty](const Value& v, Layer) -> std::optional<std::string> {
+            const auto& list = std::get<std::string>(v);
+            if (list.empty()) {
+              if (allow_empty) return std::nullopt;
+              return "must name at least one client id";
+            }
+            std::size_t pos = 0;
+            while (pos <= list.size()) {
+              const std::size_t comma = std::min(list.find(',', pos), list.size());
+              const std::string_view id = std::string_view(list).substr(pos, comma - pos);
+              const bool ok = !id.empty() && id.size() <= 64 &&
+                              std::all_of(id.begin(), id.end(), [](char c) {
+                                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+                                       c == '.' || c == '-';
+                              });
+              if (!ok) {
+                return fmt::format("'{}' is not a client id (1-64 of A-Z a-z 0-9 _ . -)", id);
+              }
+              pos = comma + 1;
+            }
+            return std::nullopt;
+          }};
+}
+
 // ---------------------------------------------------------------------------------------------
 // The settings table: the one place a setting is declared.
 
@@ -237,6 +290,51 @@ const std::vector<Setting>& Table() {
       IntSetting("ingest_burst_per_token", "N",
                  "Ingest requests one token may make at once before the rate applies.", 1, 1000000,
                  &Config::ingest_burst_per_token),
+      StringSetting("mqtt_url", "URL",
+                    "MQTT broker to take readings from (`mqtt://HOST:PORT`, or `mqtts://HOST:PORT` "
+                    "for TLS). Empty: MQTT ingest is off. The password comes only from "
+                    "`OPENSENSE_MQTT_PASSWORD`.",
+                    MqttUrlValidator(), &Config::mqtt_url),
+      StringSetting("mqtt_username", "NAME",
+                    "The subscriber's username at the broker (OpenSense's service credential).",
+                    NonEmpty("a non-empty name"), &Config::mqtt_username),
+      StringSetting("mqtt_client_id", "IDS",
+                    "Fixed client id(s) of this process's subscriber sessions, comma-separated; "
+                    "each is a persistent session the broker queues for while OpenSense is away. "
+                    "Every process sharing a subscription needs ids of its own.",
+                    ClientIdsValidator(false), &Config::mqtt_client_id),
+      StringSetting("mqtt_retired_client_ids", "IDS",
+                    "Client ids being retired from a shared subscription: at start each is "
+                    "drained (unsubscribed, its queued readings stored and acknowledged) and its "
+                    "session ended. See src/ingest/mqtt/README.md.",
+                    ClientIdsValidator(true), &Config::mqtt_retired_client_ids),
+      StringSetting("mqtt_shared_group", "GROUP",
+                    "Non-empty: subscribe to `$share/<group>/devices/+/readings`, so several "
+                    "ingest processes split the readings.",
+                    {"empty or a group name without / + #",
+                     [](const Value& v, Layer) -> std::optional<std::string> {
+                       const auto& g = std::get<std::string>(v);
+                       if (g.find_first_of("/+#") != std::string::npos) {
+                         return fmt::format("'{}' must not contain / + or #", g);
+                       }
+                       return std::nullopt;
+                     }},
+                    &Config::mqtt_shared_group),
+      StringSetting("mqtt_ca_file", "FILE",
+                    "PEM file of the CA that signed the broker's certificate (`mqtts://`); empty: "
+                    "the system's CAs.",
+                    {"a path or empty", [](const Value&, Layer) { return std::optional<std::string>(); }},
+                    &Config::mqtt_ca_file),
+      IntSetting("mqtt_keepalive_seconds", "SECONDS",
+                 "MQTT keep-alive: a ping when the connection has been quiet this long.", 5, 3600,
+                 &Config::mqtt_keepalive_seconds),
+      IntSetting("mqtt_session_expiry_seconds", "SECONDS",
+                 "How long the broker keeps the session and queues readings while OpenSense is "
+                 "away.",
+                 60, 4294967295LL, &Config::mqtt_session_expiry_seconds),
+      IntSetting("mqtt_receive_maximum", "N",
+                 "Readings the broker may send before OpenSense acknowledges (after the commit).",
+                 1, 65535, &Config::mqtt_receive_maximum),
       IntSetting("demo_devices", "N", "With `serve --demo`: number of simulated fridges.", 1, 50,
                  &Config::demo_devices),
       IntSetting("demo_history_days", "DAYS",

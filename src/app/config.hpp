@@ -45,6 +45,30 @@ struct Config {
   int ingest_rate_per_token = 50;
   // The burst a token may spend at once (1..1000000). Default 200.
   int ingest_burst_per_token = 200;
+  // MQTT ingest: the broker to subscribe to, mqtt://HOST:PORT or mqtts://HOST:PORT (TLS). Empty
+  // (default) means MQTT ingest is off. The password comes only from OPENSENSE_MQTT_PASSWORD.
+  std::string mqtt_url;
+  // The subscriber's username at the broker (its service credential). Default "opensense".
+  std::string mqtt_username = "opensense";
+  // The fixed client id(s) of this process's subscriber sessions, comma-separated. Each id is a
+  // persistent session at the broker. Default "opensense-ingest".
+  std::string mqtt_client_id = "opensense-ingest";
+  // Client ids being retired, comma-separated: each is drained once at start (unsubscribed, its
+  // queued readings stored and acknowledged, its session ended). Default "".
+  std::string mqtt_retired_client_ids;
+  // Shared-subscription group: non-empty subscribes to $share/<group>/devices/+/readings so
+  // several ingest processes split the stream. Default "" (plain subscription).
+  std::string mqtt_shared_group;
+  // CA bundle (PEM) that verifies the broker's certificate for mqtts://. Default "": the system's.
+  std::string mqtt_ca_file;
+  // MQTT keep-alive in seconds (5..3600). Default 30.
+  int mqtt_keepalive_seconds = 30;
+  // How long the broker keeps the session (and queues readings) while OpenSense is away, in
+  // seconds (60..4294967295). Default 604800 (7 days).
+  std::int64_t mqtt_session_expiry_seconds = 7 * 24 * 3600;
+  // Readings (QoS 1 messages) the broker may have in flight to the subscriber (1..65535): the
+  // window that pending commits may use. Default 10000.
+  int mqtt_receive_maximum = 10000;
   // `serve --demo`: number of simulated fridges (1..50). Default 6.
   int demo_devices = 6;
   // `serve --demo`: days of history simulated at start (0..60). Default 14.
@@ -84,8 +108,9 @@ inline constexpr std::string_view kConfigEnvVar = "OPENSENSE_CONFIG";
 inline constexpr std::string_view kDefaultConfigFile = "opensense.toml";
 // Reserved for secrets: allowed in the environment, read by the modules that need them, ignored
 // by LoadConfig. Secrets never come from flags or the config file.
-inline constexpr std::array<std::string_view, 3> kSecretEnvVars = {
-    "OPENSENSE_STORE_PASSWORD", "OPENSENSE_POSTMARK_TOKEN", "OPENSENSE_TELEGRAM_TOKEN"};
+inline constexpr std::array<std::string_view, 4> kSecretEnvVars = {
+    "OPENSENSE_STORE_PASSWORD", "OPENSENSE_POSTMARK_TOKEN", "OPENSENSE_TELEGRAM_TOKEN",
+    "OPENSENSE_MQTT_PASSWORD"};
 
 struct ConfigSources {
   // The TOML file to read, if any.

@@ -105,13 +105,17 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 13u);
+  ASSERT_EQ(settings.size(), 22u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
                                           "log_level", "head_flush_readings",
                                           "head_flush_age_seconds", "retention_interval_seconds",
                                           "http_worker_threads", "ingest_rate_per_token", "ingest_burst_per_token",
+                                          "mqtt_url", "mqtt_username", "mqtt_client_id",
+                                          "mqtt_retired_client_ids", "mqtt_shared_group",
+                                          "mqtt_ca_file", "mqtt_keepalive_seconds",
+                                          "mqtt_session_expiry_seconds", "mqtt_receive_maximum",
                                           "demo_devices", "demo_history_days"}));
   for (const auto& s : settings) {
     EXPECT_FALSE(s.description.empty()) << s.name;
@@ -473,6 +477,21 @@ TEST_F(ConfigTest, StoreUrlKeepsAGivenStore) {
   config.data_dir = "/ignored";
   config.store = "postgres://db:5432/opensense";
   EXPECT_EQ(config.StoreUrl(), "postgres://db:5432/opensense");
+}
+
+TEST_F(ConfigTest, MqttSettingsAreChecked) {
+  auto ok = Load("mqtt_url = \"mqtts://broker.example:8883\"\nmqtt_client_id = \"a,b-2\"\n");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->mqtt_url, "mqtts://broker.example:8883");
+  EXPECT_EQ(ok->mqtt_client_id, "a,b-2");
+  for (const char* bad : {"mqtt_url = \"http://x:1\"", "mqtt_url = \"mqtt://x\"",
+                          "mqtt_url = \"mqtt://u:hunter2@x:1883\"", "mqtt_client_id = \"\"",
+                          "mqtt_client_id = \"a,,b\"", "mqtt_shared_group = \"a/b\"",
+                          "mqtt_receive_maximum = 0"}) {
+    auto r = Load(std::string(bad) + "\n");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_THAT(r.error().message, Not(HasSubstr("hunter2"))) << bad;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
