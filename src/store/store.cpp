@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "store/postgres/pg_store.hpp"
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
@@ -19,11 +20,12 @@ Result<std::unique_ptr<Store>> OpenStore(const StoreOptions& options) {
     return sqlite::OpenSqliteStore(options, path);
   }
   if (url.rfind("postgres://", 0) == 0 || url.rfind("postgresql://", 0) == 0) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "the PostgreSQL store is not available in this build yet; use sqlite:///path");
+    return postgres::OpenPostgresStore(options);
   }
   return MakeError(ErrorCode::kInvalidArgument,
-                   fmt::format("unknown store URL '{}': use sqlite:///path/opensense.db", url));
+                   fmt::format("unknown store URL '{}': use sqlite:///path/opensense.db or "
+                               "postgres://host:port/db",
+                               url));
 }
 
 int LatestSchemaVersion() { return sqlite::LatestVersion(); }

@@ -1,0 +1,125 @@
+// A thin libpq wrapper for the PostgreSQL store: one connection with text-parameter queries and
+// COPY, results as RAII objects, errors as Result (connection trouble is kUnavailable), and a
+// small pool of reusable connections (a new backend pays ~0.5 s on its first query here, so
+// connections are kept).
+//
+// Threads: a Conn is used by one thread at a time; the Pool may be used from any thread.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace opensense::store::postgres {
+
+// One query parameter in text form; nullopt is SQL NULL.
+using Param = std::optional<std::string>;
+Param P(std::int64_t v);
+Param P(int v);
+Param P(double v);
+Param P(std::string_view v);
+Param P(const char* v);
+Param P(bool v);
+template <typename T>
+Param P(const std::optional<T>& v) {
+  return v ? P(*v) : std::nullopt;
+}
+// A bigint[] literal: {1,2,3}.
+std::string ArrayLiteral(const std::vector<std::int64_t>& values);
+
+class PgResult {
+ public:
+  explicit PgResult(PGresult* r = nullptr) : r_(r) {}
+  PgResult(PgResult&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+  PgResult& operator=(PgResult&& o) noexcept;
+  ~PgResult();
+  int Rows() const { return r_ ? PQntuples(r_) : 0; }
+  bool IsNull(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
+  std::string_view Text(int row, int col) const {
+    return {PQgetvalue(r_, row, col), static_cast<std::size_t>(PQgetlength(r_, row, col))};
+  }
+  std::int64_t Int(int row, int col) const;
+  double Double(int row, int col) const;
+  bool Bool(int row, int col) const { return Text(row, col) == "t"; }
+  std::optional<std::int64_t> OptInt(int row, int col) const {
+    if (IsNull(row, col)) return std::nullopt;
+    return Int(row, col);
+  }
+  std::int64_t Affected() const;  // rows changed by INSERT/UPDATE/DELETE
+
+ private:
+  PGresult* r_;
+};
+
+struct ConnInfo {
+  std::string url;       // postgres://host:port/db?sslmode=...
+  std::string password;  // from OPENSENSE_STORE_PASSWORD; empty: libpq's own (PGPASSFILE)
+};
+
+// The URL checked for what OpenSense refuses (a password in it) and the password from the
+// environment.
+Result<ConnInfo> ParseConnInfo(const std::string& url);
+
+class Conn {
+ public:
+  static Result<std::unique_ptr<Conn>> Connect(const ConnInfo& info);
+  ~Conn();
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  Result<PgResult> Exec(std::string_view sql, const std::vector<Param>& params = {});
+  // Runs `COPY ... FROM STDIN` (text format) with `data` as its whole input.
+  Status CopyIn(std::string_view copy_sql, std::string_view data);
+  Status Begin() { return Exec("BEGIN").map([](PgResult&&) {}); }
+  Status Commit() { return Exec("COMMIT").map([](PgResult&&) {}); }
+  void Rollback();
+  bool Ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+  // Marks the connection as unusable (the pool drops it).
+  void Poison() { poisoned_ = true; }
+  bool Poisoned() const { return poisoned_ || !Ok(); }
+
+ private:
+  explicit Conn(PGconn* c) : conn_(c) {}
+  Error ErrorFrom(PGresult* r, std::string_view what);
+  PGconn* conn_;
+  bool poisoned_ = false;
+};
+
+// Reusable connections. Acquire() hands out an idle one or opens a new one; a lease returns it
+// on destruction unless it went bad.
+class Pool {
+ public:
+  Pool(ConnInfo info, std::size_t max_idle) : info_(std::move(info)), max_idle_(max_idle) {}
+  class Lease {
+   public:
+    Lease(Pool* pool, std::unique_ptr<Conn> c) : pool_(pool), conn_(std::move(c)) {}
+    Lease(Lease&&) = default;
+    Lease& operator=(Lease&&) = default;
+    ~Lease();
+    Conn* operator->() { return conn_.get(); }
+    Conn* get() { return conn_.get(); }
+
+   private:
+    Pool* pool_;
+    std::unique_ptr<Conn> conn_;
+  };
+  Result<Lease> Acquire();
+  const ConnInfo& info() const { return info_; }
+  void Clear();
+
+ private:
+  ConnInfo info_;
+  std::size_t max_idle_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Conn>> idle_;
+};
+
+}  // namespace opensense::store::postgres
