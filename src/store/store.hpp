@@ -43,6 +43,9 @@ struct StoreOptions {
   // into per-series chunks once the head holds this many readings or is this old.
   std::size_t head_flush_readings = 256 * 1024;
   TimestampMs head_flush_age_ms = 10 * kMsPerMinute;
+  // Compaction runs in slices of about this many readings (or a sixteenth of the head, if more),
+  // each its own transaction, so ingest commits go on between slices instead of stalling.
+  std::size_t flush_slice_readings = 16 * 1024;
   // How long a metadata write waits for the database lock.
   int busy_timeout_ms = 5000;
   // Where the writer reports its queue, commits and compactions (not owned; may be null).

@@ -304,7 +304,11 @@ class SqliteStore final : public Store {
   Result<OrgState*> WriterOrg(OrgId org, TimestampMs now);
   Result<bool> ExistsOnDisk(std::int64_t series, TimestampMs ts);
   Status MaybeFlush(bool force);
+  // Compacts the whole head in one transaction (Compact, Close, tasks that need it all).
   Status Flush();
+  // One slice of an incremental flush cycle (StoreOptions::flush_slice_readings), series by
+  // series, in a transaction of its own, so ingest commits go on between slices.
+  Status FlushSlice();
   Result<std::vector<Sample>> MergeIntoChunks(std::int64_t series, std::span<const Sample> add);
   Status WriteChunks(std::int64_t series, std::span<const Sample> samples);
   Status AddRollups(std::int64_t series, std::span<const Sample> samples);
@@ -385,6 +389,11 @@ class SqliteStore final : public Store {
   TimestampMs caches_loaded_at_ = kNoTs;
   TimestampMs oldest_log_at_ = kNoTs;
   std::size_t head_series_ = 0;  // series with readings in the head
+  // Incremental flush cycle: series ids below flush_cursor_ are compacted; log rows up to
+  // flush_log_seq_ are deleted when the cycle ends (every reading in them is then in chunks).
+  bool flush_cycle_ = false;
+  std::size_t flush_cursor_ = 0;
+  std::int64_t flush_log_seq_ = 0;
   std::mutex request_log_mu_;
   std::vector<ApiRequestLog> request_log_;  // waiting for the writer
   // One decoded chunk kept for duplicate checks of late data.
@@ -504,6 +513,11 @@ Status SqliteStore::LoadWriterState() {
       }
       auto ts = static_cast<TimestampMs>(prev_ts);
       auto& h = head_[id];
+      // A flush cycle that did not finish leaves log rows whose readings are in chunks already.
+      if (ts <= h.chunk_max_ts) {
+        OS_ASSIGN_OR_RETURN(bool stored, ExistsOnDisk(id, ts));
+        if (stored) continue;
+      }
       if (h.samples.empty()) ++head_series_;
       if (!h.samples.empty() && ts <= h.samples.back().ts) unsorted.push_back(id);
       h.samples.push_back(Sample{ts, std::bit_cast<double>(bits)});
@@ -1174,7 +1188,7 @@ void SqliteStore::WriterLoop() {
     std::optional<TaskJob> task;
     {
       std::unique_lock lock(queue_mu_);
-      queue_cv_.wait_for(lock, std::chrono::milliseconds(500),
+      queue_cv_.wait_for(lock, std::chrono::milliseconds(flush_cycle_ ? 0 : 500),
                          [&] { return !queue_.empty() || stopping_; });
       if (queue_.empty() && stopping_) break;
       if (!queue_.empty() && std::holds_alternative<TaskJob>(queue_.front())) {
@@ -1514,14 +1528,72 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
 // Compaction: head -> chunks + rollups
 
 Status SqliteStore::MaybeFlush(bool force) {
-  if (head_count_ == 0) return Ok();
+  if (head_count_ == 0 && !flush_cycle_) return Ok();
   TimestampMs now = clock_->NowMs();
   const auto count = static_cast<std::size_t>(head_count_.load());
   const std::size_t threshold = std::min(
       kHeadHardCap, std::max(options_.head_flush_readings, kFlushReadingsPerSeries * head_series_));
-  bool due = force || count >= threshold ||
-             (oldest_log_at_ != kNoTs && now - oldest_log_at_ >= options_.head_flush_age_ms);
-  return due ? Flush() : Ok();
+  if (force) return Flush();
+  if (!flush_cycle_) {
+    bool due = count >= threshold ||
+               (oldest_log_at_ != kNoTs && now - oldest_log_at_ >= options_.head_flush_age_ms);
+    if (!due) return Ok();
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare("SELECT coalesce(max(seq), 0) FROM reading_log"));
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    flush_log_seq_ = row ? s->Int(0) : 0;
+    s->Reset();
+    flush_cursor_ = 0;
+    flush_cycle_ = true;
+  }
+  return FlushSlice();
+}
+
+Status SqliteStore::FlushSlice() {
+  RefreshCaches(clock_->NowMs());
+  OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
+  OS_ASSIGN_OR_RETURN(Stmt * upd, wdb_->Prepare(
+      "UPDATE series SET chunk_max_ts=max(coalesce(chunk_max_ts, ?2), ?2) WHERE id=?1"));
+  std::vector<std::pair<std::int64_t, TimestampMs>> new_max;
+  std::size_t cursor = flush_cursor_, flushed = 0;
+  // A cycle takes about 16 slices however fast readings arrive meanwhile.
+  const std::size_t budget = std::max<std::size_t>(
+      {1, options_.flush_slice_readings, static_cast<std::size_t>(head_count_.load()) / 16});
+  while (cursor < head_.size() && flushed < budget) {
+    const auto& samples = head_[cursor].samples;
+    auto id = static_cast<std::int64_t>(cursor++);
+    if (samples.empty()) continue;
+    OS_ASSIGN_OR_RETURN(std::vector<Sample> added, MergeIntoChunks(id, samples));
+    OS_RETURN_IF_ERROR(AddRollups(id, added));
+    OS_RETURN_IF_ERROR(upd->Bind(1, id).Bind(2, samples.back().ts).Run());
+    new_max.emplace_back(id, std::max(head_[id].chunk_max_ts, samples.back().ts));
+    flushed += samples.size();
+  }
+  const bool finished = cursor >= head_.size();
+  if (finished) {
+    OS_ASSIGN_OR_RETURN(Stmt * del, wdb_->Prepare("DELETE FROM reading_log WHERE seq<=?"));
+    OS_RETURN_IF_ERROR(del->Bind(1, flush_log_seq_).Run());
+  }
+  {
+    // Readers see a series either in the head or in the chunks, never both and never neither.
+    std::unique_lock lock(head_mu_);
+    OS_RETURN_IF_ERROR(txn.Commit());
+    for (auto [id, max] : new_max) {
+      head_[id].samples.clear();
+      head_[id].chunk_max_ts = max;
+    }
+  }
+  flush_cursor_ = cursor;
+  head_count_.fetch_sub(static_cast<std::int64_t>(flushed));
+  head_series_ -= new_max.size();
+  dup_chunk_series_ = -1;
+  if (finished) {
+    flush_cycle_ = false;
+    OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare("SELECT min(created_at) FROM reading_log"));
+    OS_ASSIGN_OR_RETURN(bool row, s->Step());
+    oldest_log_at_ = row && !s->IsNull(0) ? s->Int(0) : kNoTs;
+    s->Reset();
+  }
+  return Ok();
 }
 
 Result<OrgId> SqliteStore::SeriesOrg(std::int64_t series) {
@@ -1750,7 +1822,7 @@ Status SqliteStore::WriteRollups(std::int64_t series, int level, std::span<const
 }
 
 Status SqliteStore::Flush() {
-  if (head_count_ == 0) return Ok();
+  if (head_count_ == 0 && !flush_cycle_) return Ok();
   RefreshCaches(clock_->NowMs());
   OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
   OS_ASSIGN_OR_RETURN(Stmt * upd, wdb_->Prepare(
@@ -1777,6 +1849,7 @@ Status SqliteStore::Flush() {
   head_series_ = 0;
   oldest_log_at_ = kNoTs;
   dup_chunk_series_ = -1;
+  flush_cycle_ = false;
   return Ok();
 }
 
