@@ -7,9 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -25,6 +27,7 @@
 #include "auth/token_service.hpp"
 #include "core/retention.hpp"
 #include "core/time_zone.hpp"
+#include "ingest/mqtt/subscriber.hpp"
 #include "ops/scheduler.hpp"
 #include "store/store.hpp"
 
@@ -141,6 +144,18 @@ TimestampMs ParseTime(const std::string& flag, const std::string& text) {
   return *t;
 }
 
+// "a,b" -> {"a", "b"} (empty items dropped).
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= list.size()) {
+    const std::size_t comma = std::min(list.find(',', pos), list.size());
+    if (comma > pos) out.push_back(list.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
+}
+
 // ---- serve ----------------------------------------------------------------------------------
 
 struct ServeFlags {
@@ -153,6 +168,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   ApplyLogLevel(cfg);
   bool scheduler_role = false;
   bool http_role = false;
+  bool ingest_role = false;
   {
     std::string roles = serve.roles;
     std::size_t pos = 0;
@@ -161,6 +177,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
       std::string role = roles.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       if (role == "scheduler") scheduler_role = true;
       else if (role == "api" || role == "ingest") http_role = true;
+      if (role == "ingest") ingest_role = true;
       else if (role != "alerts") {
         UsageError(fmt::format("--roles: unknown role '{}': use api, ingest, alerts, scheduler", role));
       }
@@ -206,6 +223,26 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     scheduler->Start();
   }
 
+  // MQTT ingest: our own subscriber, acknowledging each message after its commit.
+  std::unique_ptr<mqtt::Subscriber> subscriber;
+  if (ingest_role && !cfg.mqtt_url.empty()) {
+    mqtt::SubscriberOptions mo;
+    mo.url = cfg.mqtt_url;
+    mo.username = cfg.mqtt_username;
+    if (const char* pw = std::getenv("OPENSENSE_MQTT_PASSWORD")) mo.password = pw;
+    mo.client_ids = SplitList(cfg.mqtt_client_id);
+    mo.retired_client_ids = SplitList(cfg.mqtt_retired_client_ids);
+    mo.shared_group = cfg.mqtt_shared_group;
+    mo.ca_file = cfg.mqtt_ca_file;
+    mo.keepalive_seconds = cfg.mqtt_keepalive_seconds;
+    mo.session_expiry_seconds = static_cast<std::uint32_t>(cfg.mqtt_session_expiry_seconds);
+    mo.receive_maximum = static_cast<std::uint16_t>(cfg.mqtt_receive_maximum);
+    mo.clock = &clock;
+    subscriber = Check(mqtt::StartSubscriber(mo, store.get(), &metrics));
+    spdlog::info("MQTT ingest from {} as '{}' (client ids {})", cfg.mqtt_url, cfg.mqtt_username,
+                 cfg.mqtt_client_id);
+  }
+
   std::atomic<bool> stop{false};
   std::thread demo_thread;
   if (serve.demo) {
@@ -247,6 +284,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   spdlog::info("received {}, stopping: finishing queued writes", sig == SIGINT ? "SIGINT" : "SIGTERM");
   stop = true;
   if (server) server->Shutdown();  // finishes in-flight requests first
+  if (subscriber) subscriber->Stop();  // acknowledges what was committed; the broker keeps the rest
   if (demo_thread.joinable()) demo_thread.join();
   if (scheduler) scheduler->Stop();
   store->Close();

@@ -142,6 +142,12 @@ class Store {
   virtual Result<std::vector<Device>> ListDevices(OrgId org) = 0;
   // New readings are refused; history stays for its retention.
   virtual Status DecommissionDevice(OrgId org, DeviceId id) = 0;
+  // The organisation a device belongs to (kNotFound if there is no such device). NOT scoped to
+  // an organisation: only for the MQTT subscriber, which learns the device from the topic
+  // `devices/<id>/readings`. That is safe because the broker's ACL (Mosquitto plugin / EMQX
+  // hook) lets only that device's token, or its site's gateway token, publish to the topic.
+  // Never call it with an id taken from a request of a user.
+  virtual Result<OrgId> OrganizationOfDevice(DeviceId device) = 0;
 
   // Users (the people module extends this) and tokens.
   virtual Result<User> CreateUser(OrgId org, std::string_view email, Role role) = 0;

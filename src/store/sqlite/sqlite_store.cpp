@@ -24,7 +24,9 @@
 #include <atomic>
 #include <bit>
 #include <cmath>
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -228,6 +230,10 @@ class SqliteStore final : public Store {
   Result<Device> FindDeviceBySerial(OrgId org, std::string_view serial) override;
   Result<std::vector<Device>> ListDevices(OrgId org) override;
   Status DecommissionDevice(OrgId org, DeviceId id) override;
+  Result<OrgId> OrganizationOfDevice(DeviceId device) override {
+    std::lock_guard lock(meta_mu_);
+    return DeviceOrg(meta_db_.get(), device);
+  }
   Result<Site> GetSite(OrgId org, SiteId id) override;
   Result<Site> UpdateSite(OrgId org, SiteId id, std::optional<std::string> name,
                           std::optional<bool> auto_register) override;
@@ -366,6 +372,7 @@ class SqliteStore final : public Store {
   std::atomic<std::int64_t> head_count_{0};
 
   // Writer.
+  std::string hold_commit_path_;  // TEST HOOK: OPENSENSE_TEST_HOLD_COMMIT (empty: off)
   std::unique_ptr<Db> wdb_;
   std::thread writer_;
   std::mutex queue_mu_;
@@ -466,6 +473,8 @@ Status SqliteStore::Open() {
     // Freed pages need not be zeroed on disk (Debian builds SQLite with SECURE_DELETE on).
     OS_RETURN_IF_ERROR(wdb_->Exec("PRAGMA secure_delete=FAST"));
     OS_RETURN_IF_ERROR(LoadWriterState());
+    // TEST HOOK: see CommitGroup. Read once, when the writer starts.
+    if (const char* hold = std::getenv("OPENSENSE_TEST_HOLD_COMMIT")) hold_commit_path_ = hold;
     writer_ = std::thread([this] { WriterLoop(); });
   }
   return Ok();
@@ -1482,6 +1491,11 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
   };
 
   Status st = process();
+  // TEST HOOK (tests/mqtt_test.cpp, ack-after-commit): while the file named by
+  // OPENSENSE_TEST_HOLD_COMMIT exists, the writer waits here, just before COMMIT.
+  while (st && !hold_commit_path_.empty() && ::access(hold_commit_path_.c_str(), F_OK) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   if (st) st = txn->Commit();
   if (!st) {
     spdlog::error("store: commit of {} batches failed: {}", group.size(), st.error().message);
