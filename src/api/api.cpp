@@ -209,10 +209,12 @@ struct Api::Impl {
   std::mutex names_mu;
   std::map<std::pair<SiteId, std::string>, DeviceId> names;
   TimestampMs names_since = 0;
+  MqttHooks mqtt_hooks;
 
   Impl(store::Store* s, auth::TokenService* t, MetricsRegistry* m, const Clock* c, ApiOptions o)
       : store(s), tokens(t), metrics(m), clock(c), options(o),
-        limiter(o.ingest_rate_per_token, o.ingest_burst_per_token) {}
+        limiter(o.ingest_rate_per_token, o.ingest_burst_per_token),
+        mqtt_hooks(s, t, m, c, o.mqtt_hooks) {}
 
   // ---- authentication ---------------------------------------------------------------------
 
@@ -767,6 +769,14 @@ http::Router Api::BuildRouter() {
            m->User(Role::kAdmin, [m](Request& req, P p) { return m->ListTokens(req, p); }));
   m->Route(r, "DELETE", "/api/v1/tokens/{id}", "Revoke a token",
            m->User(Role::kAdmin, [m](Request& req, P p) { return m->RevokeToken(req, p); }));
+
+  // Broker hooks (api/mqtt_hooks.hpp): the hook secret, never a user token.
+  m->Route(r, "POST", "/internal/mqtt/auth", "Broker login check (EMQX 5 HTTP authn; the Mosquitto plugin)",
+           [m](Request& req) { return m->mqtt_hooks.Auth(req); });
+  m->Route(r, "POST", "/internal/mqtt/acl", "Broker publish/subscribe check (EMQX 5 HTTP authz)",
+           [m](Request& req) { return m->mqtt_hooks.Acl(req); });
+  m->Route(r, "GET", "/internal/mqtt/revoked", "Device and gateway tokens that stopped working since a time",
+           [m](Request& req) { return m->mqtt_hooks.Revoked(req); });
   return r;
 }
 
@@ -780,6 +790,7 @@ void Api::OnComplete(const http::Request& req, const std::string& route, int sta
                              {{"route", route_label}, {"status", std::to_string(status)}})
       .Inc();
   if (route == "/healthz" || route == "/readyz" || route == "/metrics") return;
+  if (route.rfind("/internal/", 0) == 0) return;  // broker hooks: counted above, not API requests
   store::ApiRequestLog row;
   row.at = impl_->clock->NowMs();
   auto org = req.params.find("__org");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/http/server.hpp"
+#include "api/mqtt_hooks.hpp"
 #include "auth/token_service.hpp"
 #include "core/clock.hpp"
 #include "core/metrics.hpp"
@@ -24,6 +25,8 @@ struct ApiOptions {
   double ingest_burst_per_token = 200;
   // Records in one ingest document.
   std::size_t max_records = 100'000;
+  // The broker hooks under /internal/mqtt/ (secret, service credential).
+  MqttHookOptions mqtt_hooks;
 };
 
 // One route of the API table (also what docs/api.md must list).

@@ -201,6 +201,10 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   api::ApiOptions api_options;
   api_options.ingest_rate_per_token = cfg.ingest_rate_per_token;
   api_options.ingest_burst_per_token = cfg.ingest_burst_per_token;
+  // The broker hooks (/internal/mqtt/*): secrets come from the environment only.
+  if (const char* s = std::getenv("OPENSENSE_MQTT_HOOK_SECRET")) api_options.mqtt_hooks.secret = s;
+  if (const char* s = std::getenv("OPENSENSE_MQTT_PASSWORD")) api_options.mqtt_hooks.service_password = s;
+  api_options.mqtt_hooks.service_username = cfg.mqtt_username;
   api::Api api(store.get(), &tokens, &metrics, &clock, api_options);
   std::unique_ptr<http::Server> server;
   if (http_role) {

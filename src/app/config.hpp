@@ -108,9 +108,9 @@ inline constexpr std::string_view kConfigEnvVar = "OPENSENSE_CONFIG";
 inline constexpr std::string_view kDefaultConfigFile = "opensense.toml";
 // Reserved for secrets: allowed in the environment, read by the modules that need them, ignored
 // by LoadConfig. Secrets never come from flags or the config file.
-inline constexpr std::array<std::string_view, 4> kSecretEnvVars = {
+inline constexpr std::array<std::string_view, 5> kSecretEnvVars = {
     "OPENSENSE_STORE_PASSWORD", "OPENSENSE_POSTMARK_TOKEN", "OPENSENSE_TELEGRAM_TOKEN",
-    "OPENSENSE_MQTT_PASSWORD"};
+    "OPENSENSE_MQTT_PASSWORD", "OPENSENSE_MQTT_HOOK_SECRET"};
 
 struct ConfigSources {
   // The TOML file to read, if any.
