@@ -175,9 +175,9 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     while (pos <= roles.size()) {
       std::size_t comma = roles.find(',', pos);
       std::string role = roles.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      if (role == "ingest") ingest_role = true;
       if (role == "scheduler") scheduler_role = true;
       else if (role == "api" || role == "ingest") http_role = true;
-      if (role == "ingest") ingest_role = true;
       else if (role != "alerts") {
         UsageError(fmt::format("--roles: unknown role '{}': use api, ingest, alerts, scheduler", role));
       }
