@@ -72,7 +72,11 @@ constexpr TimestampMs kNoTs = std::numeric_limits<TimestampMs>::min();
 constexpr TimestampMs kRollupPeriod[3] = {4 * kMsPerHour, 2 * kMsPerDay, 48 * kMsPerDay};
 constexpr int kLevel5m = 0, kLevel1h = 1, kLevel1d = 2;
 
-bool ByTs(const Sample& a, const Sample& b) { return a.ts < b.ts; }
+// A function object rather than a function, so sorts, merges and binary searches inline it.
+struct ByTsLess {
+  bool operator()(const Sample& a, const Sample& b) const { return a.ts < b.ts; }
+};
+constexpr ByTsLess ByTs{};
 
 TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
   TimestampMs f = FloorTo(ts, width);
