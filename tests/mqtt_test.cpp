@@ -607,13 +607,19 @@ TEST_F(MqttIngest, ShrinkingTheSetOfClientIdsLosesNothing) {
 
 // ---- the plugin: the subscriber authenticates with its service credential ---------------------
 
-TEST_F(MqttIngest, WrongServicePasswordIsRefusedAndSaysWhatToDo) {
+TEST_F(MqttIngest, AWrongServicePasswordIsRefusedAndTheLogSaysWhatToDo) {
 #ifndef OPENSENSE_MQTT_PLUGIN
   GTEST_SKIP() << "without the plugin the test broker allows anonymous clients";
 #endif
+  // The broker's hook is this OpenSense, which knows the right service password ...
   MakeWorld(os_, 1);
-  os_.Start(broker_->url(), {"--listen", http_}, {"OPENSENSE_MQTT_PASSWORD=wrong"}, /*wait_subscribed=*/false);
-  EXPECT_TRUE(WaitFor([&] { return os_.Log().find("OPENSENSE_MQTT_PASSWORD") != std::string::npos; },
+  StartOpenSense();
+  // ... and a second OpenSense presents a wrong one: refused, and its log says what to check.
+  OpenSense other;
+  other.Start(broker_->url(), {"--listen", "127.0.0.1:0"}, {"OPENSENSE_MQTT_PASSWORD=wrong"},
+              /*wait_subscribed=*/false);
+  EXPECT_TRUE(WaitFor([&] { return other.Log().find("OPENSENSE_MQTT_PASSWORD") != std::string::npos; },
                       std::chrono::seconds(15)))
-      << os_.Log();
+      << other.Log();
+  EXPECT_EQ(other.Log().find("subscribed to"), std::string::npos) << other.Log();
 }
