@@ -269,6 +269,10 @@ class MosquittoBroker {
         for (const auto& e : fs::directory_iterator(dir_ / "persistence")) {
           if (::chown(e.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) AppendLog("fixture: chown failed\n");
         }
+        // The test's certificate and key (read again as `mosquitto` on SIGHUP).
+        for (const auto& f : {options_.tls_cert_file, options_.tls_key_file}) {
+          if (!f.empty() && ::chown(f.c_str(), pw->pw_uid, pw->pw_gid) != 0) AppendLog("fixture: chown failed\n");
+        }
       }
     }
     return true;

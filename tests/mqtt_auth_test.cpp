@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -176,6 +177,9 @@ class Client {
     Disconnect();
     mosquitto_destroy(m_);
   }
+
+  // Speak TLS, verifying the broker with this CA (PEM) file.
+  void UseTls(const std::string& ca_file) { mosquitto_tls_set(m_, ca_file.c_str(), nullptr, nullptr, nullptr, nullptr); }
 
   // CONNACK reason code: 0 accepted, 135 not authorised, 134 bad user name or password;
   // kTimeout when no CONNACK came.
@@ -490,6 +494,39 @@ TEST_F(MqttAuth, RestoredSubscriberSessionKeepsReceivingAcrossABrokerRestart) {
   Client svc("opensense-persistent", /*clean=*/false);
   ASSERT_EQ(svc.Connect(Port(), "opensense", kServicePassword), 0);
   EXPECT_TRUE(svc.WaitMessage(Topic(W().lone_device) + " while-away"));
+}
+
+TEST_F(MqttAuth, FieldTlsListenerServesDevicesWithTheShippedSettings) {
+  // The shipped field-tls block with a certificate made here (the fixture only swaps the port
+  // and the file paths in).
+  const fs::path dir = fs::temp_directory_path() / ("opensense-tls-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+                          "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " + key +
+                          " -out " + cert + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  opensense::testing::MosquittoOptions o;
+  o.hook_url = "http://" + os_->address();
+  o.hook_secret = kHookSecret;
+  o.tls_cert_file = cert;
+  o.tls_key_file = key;
+  {
+    opensense::testing::MosquittoBroker tls_broker(o);
+    ASSERT_TRUE(tls_broker.Start()) << tls_broker.Log() << tls_broker.Config();
+    ASSERT_GT(tls_broker.tls_port(), 0);
+    Client dev(Unique("tls"));
+    dev.UseTls(cert);
+    ASSERT_EQ(dev.Connect(tls_broker.tls_port(), std::to_string(W().lone_device), W().lone_token), 0)
+        << tls_broker.Log();
+    EXPECT_TRUE(Taken(dev.Publish(Topic(W().lone_device), "over-tls")));
+    Client wrong(Unique("tls"));
+    wrong.UseTls(cert);
+    EXPECT_NE(wrong.Connect(tls_broker.tls_port(), std::to_string(W().lone_device), "osd_wrong"), 0);
+    Client plain(Unique("plain"));  // no TLS on the TLS port: no CONNACK
+    EXPECT_NE(plain.Connect(tls_broker.tls_port(), std::to_string(W().lone_device), W().lone_token), 0);
+  }
+  fs::remove_all(dir);
 }
 
 // ---- the hooks alone, as EMQX calls them ---------------------------------------------------
