@@ -5,6 +5,8 @@
 #                                            free 127.0.0.1 port (no unix socket), and write
 #                                            STATE_DIR/url, STATE_DIR/password, STATE_DIR/datadir
 #   scripts/pg-fixture.sh stop STATE_DIR    stop that server and delete its temp dir
+#   scripts/pg-fixture.sh pause|resume STATE_DIR   stop / restart the server, data kept (outage
+#                                            tests)
 #
 # The server refuses to run as root, so as root (CI) it runs as the unprivileged `postgres`
 # system user (created by the postgresql-15 package). The binaries come from
@@ -102,8 +104,21 @@ EOF
   echo "PostgreSQL 15 test cluster on 127.0.0.1:$port ($datadir)"
 }
 
+pause() {
+  as_server_user "$PG_BIN/pg_ctl" -D "$(cat "$state/datadir")" -m fast -w stop >/dev/null
+}
+
+resume() {
+  local datadir
+  datadir=$(cat "$state/datadir")
+  as_server_user "$PG_BIN/pg_ctl" -D "$datadir" -l "$(dirname "$datadir")/server.log" \
+    -o "-p $(cat "$state/port")" -w -t 60 start >/dev/null
+}
+
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop STATE_DIR" >&2; exit 2 ;;
+  pause) pause ;;
+  resume) resume ;;
+  *) echo "usage: $0 start|stop|pause|resume STATE_DIR" >&2; exit 2 ;;
 esac

@@ -229,6 +229,7 @@ class PgStore final : public Store {
   void LogRequests(std::vector<ApiRequestLog> rows) override;
   std::future<Result<IngestResult>> Ingest(OrgId org, std::vector<Reading> readings) override;
   Result<SeriesResult> QuerySeries(const SeriesQuery& query) override;
+  Result<SeriesResult> QuerySeriesOn(Conn* conn, const SeriesQuery& query);
   Status RebuildRollups(OrgId org, DeviceId device, TimestampMs from, TimestampMs to) override;
   Result<RetentionReport> RunRetention(bool dry_run) override;
   Status Compact() override;
@@ -238,10 +239,16 @@ class PgStore final : public Store {
 
  private:
   // Runs `fn` with a pooled connection.
+  // An idle connection may have died with its server (a restart, a fail-over): the first
+  // failure drops it and the call runs once more on a fresh connection.
   template <typename Fn>
   auto WithConn(Fn fn) -> decltype(fn(static_cast<Conn*>(nullptr))) {
-    OS_ASSIGN_OR_RETURN(auto lease, pool_.Acquire());
-    return fn(lease.get());
+    for (int attempt = 0;; ++attempt) {
+      OS_ASSIGN_OR_RETURN(auto lease, pool_.Acquire());
+      auto result = fn(lease.get());
+      if (result || result.error().code != ErrorCode::kUnavailable || attempt > 0) return result;
+      pool_.Clear();  // its other idle connections went with the same server
+    }
   }
   Result<PgResult> Query(std::string_view sql, const std::vector<Param>& params = {}) {
     return WithConn([&](Conn* c) { return c->Exec(sql, params); });
@@ -897,7 +904,10 @@ void PgStore::CommitGroup(std::vector<IngestJob>& group) {
   if (!st) {
     if (wconn_) {
       wconn_->Rollback();
-      if (st.error().code == ErrorCode::kUnavailable) wconn_.reset();
+      if (st.error().code == ErrorCode::kUnavailable) {
+        wconn_.reset();
+        pool_.Clear();
+      }
     }
     writer_healthy_ = st.error().code != ErrorCode::kUnavailable;
     spdlog::error("store: commit of {} batches failed: {}", group.size(), st.error().message);
@@ -1162,7 +1172,10 @@ Result<SeriesResult> PgStore::QuerySeries(const SeriesQuery& q) {
   if (q.to <= q.from) {
     return MakeError(ErrorCode::kInvalidArgument, "'to' must be after 'from' (the range is [from, to))");
   }
-  OS_ASSIGN_OR_RETURN(auto conn, pool_.Acquire());
+  return WithConn([&](Conn* conn) { return QuerySeriesOn(conn, q); });
+}
+
+Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
   // The device's organisation, its zone and the series in one round trip.
   OS_ASSIGN_OR_RETURN(PgResult head, conn->Exec(
       "SELECT d.org_id, o.time_zone, s.id, s.unit FROM devices d JOIN organizations o ON o.id=d.org_id "
@@ -1199,7 +1212,7 @@ Result<SeriesResult> PgStore::QuerySeries(const SeriesQuery& q) {
   } else {
     first_bucket = FloorTo(q.from, out.resolution == Resolution::k5m ? kBucket5m : kBucket1h);
   }
-  OS_ASSIGN_OR_RETURN(auto buckets, ReadRollups(conn.get(), sid, LevelOf(out.resolution), first_bucket, q.to));
+  OS_ASSIGN_OR_RETURN(auto buckets, ReadRollups(conn, sid, LevelOf(out.resolution), first_bucket, q.to));
   out.points.reserve(buckets.size());
   for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
   return out;
