@@ -428,6 +428,22 @@ TEST_F(MqttAuth, GatewayTokenPublishesForItsSitesDevicesOnly) {
   EXPECT_NE(wrong_site.Connect(Port(), "site:999", W().site_token), 0);
 }
 
+TEST_F(MqttAuth, GatewayIsReconnectedWhenItsSiteGetsANewDeviceAndMayThenPublishForIt) {
+  // A device added after the gateway logged in is not in its list: without this the broker would
+  // drop (and, over MQTT 3.1.1, still acknowledge) the gateway's readings for it.
+  json site = os_->Api("POST", "/api/v1/sites", W().owner, {{"name", Unique("new-site")}});
+  const std::string site_id = std::to_string(site["id"].get<long>());
+  const std::string token = os_->Api("POST", "/api/v1/sites/" + site_id + "/token", W().owner)["token"];
+  Client gw(Unique("gw"));
+  ASSERT_EQ(gw.Connect(Port(), "site:" + site_id, token), 0);
+  json d = os_->Api("POST", "/api/v1/devices", W().owner, {{"name", Unique("new")}, {"site", site["id"]}});
+  EXPECT_TRUE(gw.WaitDisconnected(5s)) << "the gateway was not told about the new device";
+  Client again(Unique("gw"));
+  ASSERT_EQ(again.Connect(Port(), "site:" + site_id, token), 0);
+  EXPECT_TRUE(Taken(again.Publish(Topic(d["id"]), "new-device")));
+  EXPECT_FALSE(again.WaitDisconnected(1s)) << "disconnected twice for one change";
+}
+
 TEST_F(MqttAuth, ServiceUserMaySubscribeToReadingsButNotPublishOrSubscribeToEverything) {
   Client svc(Unique("svc"));
   ASSERT_EQ(svc.Connect(Port(), "opensense", kServicePassword), 0);

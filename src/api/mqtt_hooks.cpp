@@ -22,7 +22,6 @@ using nlohmann::json;
 
 constexpr std::size_t kMaxHookBody = 64 * 1024;
 constexpr std::string_view kSecretHeader = "X-OpenSense-Hook-Secret";
-constexpr std::string_view kSitePrefix = "site:";
 
 bool SameSecret(std::string_view presented, const std::string& secret) {
   unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
@@ -128,12 +127,13 @@ struct MqttHooks::Impl {
       // A numeric username is always the server id (never a serial), so the ACL hook, which sees
       // only the username, can trust it.
       const bool by_id = AllDigits(username) && PositiveId(username) == device->id;
-      const bool by_serial = !AllDigits(username) && username.substr(0, kSitePrefix.size()) != kSitePrefix &&
+      const bool by_serial = !AllDigits(username) &&
+                             username.substr(0, mqtt::kGatewayUsernamePrefix.size()) != mqtt::kGatewayUsernamePrefix &&
                              device->serial && *device->serial == username;
       if (device->decommissioned || !(by_id || by_serial)) return deny;
       allow.acl = mqtt::DeviceRules(device->id);
     } else if (principal->kind == TokenKind::kGateway && principal->site) {
-      if (username != fmt::format("{}{}", kSitePrefix, *principal->site)) return deny;
+      if (mqtt::GatewaySiteOf(username) != principal->site) return deny;
       OS_ASSIGN_OR_RETURN(allow.acl, SiteRules(principal->org, *principal->site));
     } else {
       return deny;  // user API tokens never log in to the broker
@@ -150,12 +150,10 @@ struct MqttHooks::Impl {
   Result<std::vector<mqtt::AclRule>> RulesForUsername(std::string_view username) {
     if (!options.service_password.empty() && username == options.service_username) return mqtt::ServiceRules();
     if (auto id = PositiveId(username)) return mqtt::DeviceRules(*id);
-    if (username.substr(0, kSitePrefix.size()) == kSitePrefix) {
-      if (auto site = PositiveId(username.substr(kSitePrefix.size()))) {
-        OS_ASSIGN_OR_RETURN(auto orgs, store->ListOrganizations());
-        for (const auto& org : orgs) {
-          if (store->GetSite(org.id, *site)) return SiteRules(org.id, *site);
-        }
+    if (auto site = mqtt::GatewaySiteOf(username)) {
+      OS_ASSIGN_OR_RETURN(auto orgs, store->ListOrganizations());
+      for (const auto& org : orgs) {
+        if (store->GetSite(org.id, *site)) return SiteRules(org.id, *site);
       }
     }
     return std::vector<mqtt::AclRule>{};  // serials are resolved only with the acl list of auth
@@ -245,6 +243,15 @@ Response MqttHooks::Revoked(Request& req) {
     for (const auto& t : *list) {
       if (t.kind == TokenKind::kUser || !t.expires_at) continue;
       if (*t.expires_at > since && *t.expires_at <= now) answer.token_ids.push_back(t.public_id);
+    }
+    auto devices = impl_->store->ListDevices(org.id);
+    if (!devices) return Response::Error(503, "unavailable", "cannot read devices now; retry");
+    for (const auto& d : *devices) {
+      if (!d.site_id || d.created_at <= since || d.created_at > now) continue;
+      auto same = std::find_if(answer.sites.begin(), answer.sites.end(),
+                               [&](const mqtt::SiteChange& s) { return s.site_id == *d.site_id; });
+      if (same == answer.sites.end()) answer.sites.push_back({*d.site_id, d.created_at});
+      else same->changed_at_ms = std::max(same->changed_at_ms, d.created_at);
     }
   }
   return Response::Json(200, mqtt::FormatRevokedAnswer(answer));

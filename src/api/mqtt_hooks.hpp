@@ -5,7 +5,7 @@
 //   POST /internal/mqtt/auth     {"username","password","clientid"}
 //        -> {"result":"allow"|"deny","is_superuser":false,"acl":[...],"expire_at":<unix s>}
 //   POST /internal/mqtt/acl      {"username","topic","action"} -> {"result":"allow"|"deny"}
-//   GET  /internal/mqtt/revoked?since=<ms> -> {"now":<ms>,"tokens":["<token id>",...]}
+//   GET  /internal/mqtt/revoked?since=<ms> -> {"now":<ms>,"tokens":["<token id>",...],"sites":[...]}
 //
 // Every request must carry the shared secret in X-OpenSense-Hook-Secret (compared in constant
 // time); behind a reverse proxy every request comes from 127.0.0.1, so the address proves

@@ -108,6 +108,18 @@ std::vector<AclRule> ServiceRules() {
           {AclPermission::kDeny, AclAction::kAll, "#"}};
 }
 
+std::optional<std::int64_t> GatewaySiteOf(std::string_view username) {
+  if (username.substr(0, kGatewayUsernamePrefix.size()) != kGatewayUsernamePrefix) return std::nullopt;
+  std::string_view digits = username.substr(kGatewayUsernamePrefix.size());
+  if (digits.empty() || digits.size() > 18 || digits.front() == '0') return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
 std::string FormatAuthAnswer(const AuthAnswer& answer) {
   nlohmann::json j;
   j["result"] = answer.allow ? "allow" : "deny";
@@ -173,6 +185,9 @@ std::string FormatRevokedAnswer(const RevokedAnswer& answer) {
   nlohmann::json j;
   j["now"] = answer.now_ms;
   j["tokens"] = answer.token_ids;
+  nlohmann::json sites = nlohmann::json::array();
+  for (const auto& s : answer.sites) sites.push_back({{"id", s.site_id}, {"changed_at", s.changed_at_ms}});
+  j["sites"] = std::move(sites);
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -192,6 +207,18 @@ Result<RevokedAnswer> ParseRevokedAnswer(std::string_view body) {
       return bad("a token id is not a short string");
     }
     a.token_ids.push_back(t.get<std::string>());
+  }
+  if (auto sites = j.find("sites"); sites != j.end()) {
+    if (!sites->is_array() || sites->size() > 1'000'000) return bad("'sites' is not a list");
+    for (const auto& s : *sites) {
+      auto id = s.is_object() ? s.find("id") : s.end();
+      auto at = s.is_object() ? s.find("changed_at") : s.end();
+      if (!s.is_object() || id == s.end() || at == s.end() || !id->is_number_integer() ||
+          !at->is_number_integer() || id->get<std::int64_t>() <= 0) {
+        return bad("a site is not {\"id\": <positive integer>, \"changed_at\": <ms>}");
+      }
+      a.sites.push_back({id->get<std::int64_t>(), at->get<std::int64_t>()});
+    }
   }
   return a;
 }

@@ -62,6 +62,10 @@ std::vector<AclRule> GatewayRules(const std::vector<std::int64_t>& device_ids);
 // subscription; nothing else, and no publish.
 std::vector<AclRule> ServiceRules();
 
+// The username a gateway logs in with: "site:<site id>"; nullopt for anything else.
+inline constexpr std::string_view kGatewayUsernamePrefix = "site:";
+std::optional<std::int64_t> GatewaySiteOf(std::string_view username);
+
 // ---- the hook's answer ------------------------------------------------------------------------
 
 // {"result":"allow"|"deny","is_superuser":false,"acl":[...],"expire_at":<unix s>}.
@@ -77,15 +81,24 @@ std::string FormatAuthAnswer(const AuthAnswer& answer);
 // a deny; an unknown permission or action makes the whole answer invalid (fail closed).
 Result<AuthAnswer> ParseAuthAnswer(std::string_view body);
 
-// GET /internal/mqtt/revoked?since=<ms> answers {"now": <ms>, "tokens": ["<token id>", ...]}:
+// GET /internal/mqtt/revoked?since=<ms> answers
+// {"now": <ms>, "tokens": ["<token id>", ...], "sites": [{"id": <site>, "changed_at": <ms>}, ...]}:
 // the device and gateway tokens that stopped working in (since, now] (revoked, or rotated and
-// past their grace period).
+// past their grace period), and the sites that got a new device then, with the newest device's
+// creation time (their gateways' ACL lists are out of date).
+struct SiteChange {
+  std::int64_t site_id = 0;
+  std::int64_t changed_at_ms = 0;
+  bool operator==(const SiteChange&) const = default;
+};
 struct RevokedAnswer {
   std::int64_t now_ms = 0;
   std::vector<std::string> token_ids;
+  std::vector<SiteChange> sites;
 };
 std::string FormatRevokedAnswer(const RevokedAnswer& answer);
-// kInvalidArgument for anything malformed (at most 4 MiB, 1,000,000 ids of at most 64 bytes).
+// kInvalidArgument for anything malformed (at most 4 MiB, 1,000,000 ids of at most 64 bytes);
+// "sites" may be missing (an older OpenSense).
 Result<RevokedAnswer> ParseRevokedAnswer(std::string_view body);
 
 // The token id (the public <token-id> part) of a presented device or gateway token, without

@@ -160,16 +160,35 @@ TEST(AuthAnswer, RefusesMalformedAndHostileInput) {
 }
 
 TEST(RevokedAnswer, RoundTripsAndRefusesMalformed) {
-  auto back = ParseRevokedAnswer(FormatRevokedAnswer({1700000000000, {"abc", "def"}}));
+  auto back = ParseRevokedAnswer(FormatRevokedAnswer({1700000000000, {"abc", "def"}, {{3, 1699999999000}}}));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->now_ms, 1700000000000);
   EXPECT_EQ(back->token_ids, (std::vector<std::string>{"abc", "def"}));
+  EXPECT_EQ(back->sites, (std::vector<SiteChange>{{3, 1699999999000}}));
+  auto old = ParseRevokedAnswer(R"({"now":1,"tokens":[]})");  // an OpenSense without "sites"
+  ASSERT_TRUE(old);
+  EXPECT_TRUE(old->sites.empty());
+  for (const char* bad : {R"({"now":1,"tokens":[],"sites":3})", R"({"now":1,"tokens":[],"sites":[3]})",
+                          R"({"now":1,"tokens":[],"sites":[{"id":0,"changed_at":1}]})",
+                          R"({"now":1,"tokens":[],"sites":[{"id":3}]})",
+                          R"({"now":1,"tokens":[],"sites":[{"id":"3","changed_at":1}]})"}) {
+    EXPECT_FALSE(ParseRevokedAnswer(bad)) << bad;
+  }
   for (const char* bad : {"", "{}", R"({"now":1})", R"({"tokens":[]})", R"({"now":"1","tokens":[]})",
                           R"({"now":1,"tokens":[1]})", R"({"now":1,"tokens":[""]})",
                           R"({"now":1,"tokens":"abc"})"}) {
     EXPECT_FALSE(ParseRevokedAnswer(bad)) << bad;
   }
   EXPECT_FALSE(ParseRevokedAnswer(R"({"now":1,"tokens":[")" + std::string(65, 'a') + R"("]})"));
+}
+
+TEST(GatewaySiteOf, OnlyWellFormedSiteUsernames) {
+  EXPECT_EQ(GatewaySiteOf("site:3"), 3);
+  EXPECT_EQ(GatewaySiteOf("site:123456789"), 123456789);
+  for (const char* bad : {"site:", "site:0", "site:03", "site:-3", "site:3a", "site: 3", "Site:3", "3",
+                          "site:1234567890123456789"}) {
+    EXPECT_EQ(GatewaySiteOf(bad), std::nullopt) << bad;
+  }
 }
 
 TEST(TokenIdOf, DeviceAndGatewayTokensOnly) {

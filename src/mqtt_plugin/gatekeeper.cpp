@@ -43,12 +43,12 @@ Gatekeeper::Key Gatekeeper::KeyOf(std::string_view username, std::string_view pa
   return out;
 }
 
-void Gatekeeper::Install(const void* client, std::string_view client_id, std::string token_id,
-                         std::vector<AclRule> rules) {
+void Gatekeeper::Install(const void* client, std::string_view client_id, const Remembered& login) {
   Client& c = clients_[std::string(client_id)];
   c.connection = client;
-  c.token_id = std::move(token_id);
-  c.rules = std::move(rules);
+  c.token_id = login.token_id;
+  c.site = login.site;
+  c.rules = login.rules;
 }
 
 void Gatekeeper::Trim(std::int64_t now_ms) {
@@ -89,7 +89,7 @@ bool Gatekeeper::Authenticate(const void* client, std::string_view client_id, st
     const auto ttl = m.allow ? options_.allow_ttl_ms : options_.deny_ttl_ms;
     if (now_ms >= m.at_ms && now_ms - m.at_ms < ttl) {
       ++stats_.cache_hits;
-      if (m.allow) Install(client, client_id, m.token_id, m.rules);
+      if (m.allow) Install(client, client_id, m);
       return m.allow;
     }
     cache_.erase(it);
@@ -103,15 +103,16 @@ bool Gatekeeper::Authenticate(const void* client, std::string_view client_id, st
   bool allow = answer->allow;
   if (allow && answer->expire_at && *answer->expire_at * 1000 <= now_ms) allow = false;
   Trim(now_ms);
-  Remembered m{allow, now_ms, token_id, allow ? std::move(answer->acl) : std::vector<AclRule>{}};
-  if (allow) Install(client, client_id, token_id, m.rules);
+  Remembered m{allow, now_ms, token_id, GatewaySiteOf(username),
+               allow ? std::move(answer->acl) : std::vector<AclRule>{}};
+  if (allow) Install(client, client_id, m);
   cache_[key] = std::move(m);
   return allow;
 }
 
 bool Gatekeeper::Check(std::string_view client_id, std::string_view username, AclRequest request,
                        std::string_view topic) const {
-  auto it = clients_.find(std::string(client_id));
+  auto it = clients_.find(client_id);
   if (it != clients_.end()) return Allowed(it->second.rules, request, topic);
   // A session restored from the persistence file, before its owner reconnected.
   if (request == AclRequest::kRead && !username.empty() && username == options_.service_username) {
@@ -122,7 +123,7 @@ bool Gatekeeper::Check(std::string_view client_id, std::string_view username, Ac
 
 void Gatekeeper::Disconnected(const void* client, std::string_view client_id, bool persistent) {
   if (persistent) return;
-  auto it = clients_.find(std::string(client_id));
+  auto it = clients_.find(client_id);
   if (it != clients_.end() && it->second.connection == client) clients_.erase(it);
 }
 
@@ -144,6 +145,31 @@ std::vector<std::string> Gatekeeper::Revoke(const std::vector<std::string>& toke
   }
   stats_.kicked += kick.size();
   Trim(now_ms);
+  return kick;
+}
+
+std::vector<std::string> Gatekeeper::SitesChanged(const std::vector<SiteChange>& changes) {
+  std::vector<std::string> kick;
+  std::unordered_set<std::int64_t> sites;
+  for (const auto& c : changes) {
+    auto [it, fresh] = site_changes_.emplace(c.site_id, c.changed_at_ms);
+    if (!fresh && it->second >= c.changed_at_ms) continue;
+    it->second = c.changed_at_ms;
+    sites.insert(c.site_id);
+  }
+  if (sites.empty()) return kick;
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    it = it->second.site && sites.count(*it->second.site) != 0 ? cache_.erase(it) : std::next(it);
+  }
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    if (it->second.site && sites.count(*it->second.site) != 0) {
+      kick.push_back(it->first);
+      it = clients_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  stats_.kicked += kick.size();
   return kick;
 }
 

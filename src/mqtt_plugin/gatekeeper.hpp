@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -72,6 +73,12 @@ class Gatekeeper {
   // ids connected with them (to be kicked by the caller).
   std::vector<std::string> Revoke(const std::vector<std::string>& token_ids, std::int64_t now_ms);
 
+  // These sites got new devices: forget the remembered logins of their gateways and return the
+  // gateways' client ids (to be kicked: they log in again and get a list with the new devices).
+  // A change already acted on (same site, same or older time) is ignored, so the feed's overlap
+  // does not disconnect a gateway twice.
+  std::vector<std::string> SitesChanged(const std::vector<SiteChange>& changes);
+
   const GatekeeperStats& stats() const { return stats_; }
   std::size_t cached() const { return cache_.size(); }
   std::size_t clients() const { return clients_.size(); }
@@ -81,28 +88,34 @@ class Gatekeeper {
   struct KeyHash {
     std::size_t operator()(const Key& k) const;
   };
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   struct Remembered {
     bool allow = false;
     std::int64_t at_ms = 0;
     std::string token_id;
+    std::optional<std::int64_t> site;  // a gateway's
     std::vector<AclRule> rules;
   };
   struct Client {
     const void* connection = nullptr;
     std::string token_id;
+    std::optional<std::int64_t> site;
     std::vector<AclRule> rules;
   };
   Key KeyOf(std::string_view username, std::string_view password) const;
-  void Install(const void* client, std::string_view client_id, std::string token_id,
-               std::vector<AclRule> rules);
+  void Install(const void* client, std::string_view client_id, const Remembered& login);
   void Trim(std::int64_t now_ms);
 
   GatekeeperOptions options_;
   AskFn ask_;
   std::array<unsigned char, 32> hmac_key_;
   std::unordered_map<Key, Remembered, KeyHash> cache_;
-  std::unordered_map<std::string, Client> clients_;          // by client id
+  std::unordered_map<std::string, Client, StringHash, std::equal_to<>> clients_;  // by client id
   std::unordered_map<std::string, std::int64_t> revoked_;    // token id -> when reported
+  std::unordered_map<std::int64_t, std::int64_t> site_changes_;  // site -> newest change acted on
   std::vector<AclRule> service_rules_;
   GatekeeperStats stats_;
 };

@@ -33,6 +33,7 @@ class GatekeeperTest : public testing::Test {
     fake_.good[{"17", kDeviceToken}] = AuthAnswer{true, DeviceRules(17), std::nullopt};
     fake_.good[{"18", kOtherToken}] = AuthAnswer{true, DeviceRules(18), std::nullopt};
     fake_.good[{"opensense", "service-pw"}] = AuthAnswer{true, ServiceRules(), std::nullopt};
+    fake_.good[{"site:3", "osg_CCCCCCCCCCCC_gw"}] = AuthAnswer{true, GatewayRules({17}), std::nullopt};
   }
   static GatekeeperOptions Options() {
     GatekeeperOptions o;
@@ -139,6 +140,24 @@ TEST_F(GatekeeperTest, RevokeKicksItsClientsAndRefusesTheTokenLocally) {
   // Long after, OpenSense decides again.
   EXPECT_TRUE(gate_.Authenticate(&a_, "dev17", "17", kDeviceToken, 2000 + 120'000));
   EXPECT_TRUE(gate_.Revoke({}, 5000).empty());
+}
+
+TEST_F(GatekeeperTest, ANewDeviceInTheSiteReconnectsItsGatewaysOnce) {
+  ASSERT_TRUE(gate_.Authenticate(&a_, "gw", "site:3", "osg_CCCCCCCCCCCC_gw", 1000));
+  ASSERT_TRUE(gate_.Authenticate(&b_, "dev17", "17", kDeviceToken, 1000));
+  EXPECT_FALSE(gate_.Check("gw", "site:3", AclRequest::kPublish, "devices/19/readings"));
+  EXPECT_TRUE(gate_.SitesChanged({{4, 1500}}).empty());  // another site
+  EXPECT_EQ(gate_.SitesChanged({{3, 1500}}), std::vector<std::string>{"gw"});
+  EXPECT_TRUE(gate_.Check("dev17", "17", AclRequest::kPublish, "devices/17/readings"));
+  // OpenSense now lists the new device; the cached login must not hide it.
+  fake_.good[{"site:3", "osg_CCCCCCCCCCCC_gw"}] = AuthAnswer{true, GatewayRules({17, 19}), std::nullopt};
+  const int asked = fake_.asked;
+  ASSERT_TRUE(gate_.Authenticate(&a_, "gw", "site:3", "osg_CCCCCCCCCCCC_gw", 2000));
+  EXPECT_EQ(fake_.asked, asked + 1);
+  EXPECT_TRUE(gate_.Check("gw", "site:3", AclRequest::kPublish, "devices/19/readings"));
+  // The feed repeats the same change (its windows overlap): no second disconnect.
+  EXPECT_TRUE(gate_.SitesChanged({{3, 1500}}).empty());
+  EXPECT_EQ(gate_.SitesChanged({{3, 2500}}), std::vector<std::string>{"gw"});
 }
 
 TEST_F(GatekeeperTest, CacheStaysBounded) {

@@ -57,6 +57,7 @@ struct Plugin {
   std::condition_variable cv;
   bool stop = false;
   std::vector<std::string> revoked;  // token ids waiting for the tick
+  std::vector<SiteChange> sites;     // sites with new devices, waiting for the tick
   std::vector<std::string> notes;    // log lines waiting for the tick
   std::atomic<bool> pending{false};
   std::thread poller;
@@ -88,9 +89,10 @@ void Poll(Plugin* p) {
       error = answer.error().message;
     } else {
       cursor = answer->now_ms - kRevokedOverlapMs;
-      if (!answer->token_ids.empty()) {
+      if (!answer->token_ids.empty() || !answer->sites.empty()) {
         std::lock_guard inner(p->mu);
         p->revoked.insert(p->revoked.end(), answer->token_ids.begin(), answer->token_ids.end());
+        p->sites.insert(p->sites.end(), answer->sites.begin(), answer->sites.end());
         p->pending = true;
       }
     }
@@ -183,9 +185,11 @@ int OnTick(int, void*, void* userdata) {
   auto* p = static_cast<Plugin*>(userdata);
   if (!p->pending.load(std::memory_order_relaxed)) return MOSQ_ERR_SUCCESS;
   std::vector<std::string> revoked, notes;
+  std::vector<SiteChange> sites;
   {
     std::lock_guard lock(p->mu);
     revoked.swap(p->revoked);
+    sites.swap(p->sites);
     notes.swap(p->notes);
     p->pending = false;
   }
@@ -194,6 +198,13 @@ int OnTick(int, void*, void* userdata) {
     for (const auto& client_id : p->gate->Revoke(revoked, WallMs())) {
       mosquitto_log_printf(MOSQ_LOG_NOTICE,
                            "opensense plugin: disconnecting client %s: its token was revoked or rotated",
+                           client_id.c_str());
+      mosquitto_kick_client_by_clientid(client_id.c_str(), false);
+    }
+    for (const auto& client_id : p->gate->SitesChanged(sites)) {
+      mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                           "opensense plugin: disconnecting gateway %s: its site has new devices, it "
+                           "gets them when it reconnects",
                            client_id.c_str());
       mosquitto_kick_client_by_clientid(client_id.c_str(), false);
     }
