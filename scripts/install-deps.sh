@@ -9,11 +9,11 @@ packages=(
   # libraries
   libexpected-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   libcctz-dev libtomlplusplus-dev libsqlite3-dev tzdata
-  libboost-dev libsimdjson-dev libssl-dev libcrypt-dev libpq-dev mosquitto-dev
+  libboost-dev libsimdjson-dev libssl-dev libcrypt-dev libpq-dev mosquitto-dev libmosquitto-dev
   # services the tests start on loopback (MQTT broker, PostgreSQL 15)
   mosquitto mosquitto-clients postgresql-15
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev sqlite3
+  libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl
 )
 
 missing=()
