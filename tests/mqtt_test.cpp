@@ -87,6 +87,15 @@ class OpenSense {
     return json::parse(Slurp(dir_ / "cli.out"), nullptr, false);
   }
 
+  // Runs the CLI as given; returns the exit status and fills `out` with stdout + stderr.
+  int Run(std::vector<std::string> args, std::string* out) {
+    pid_t pid = Spawn(args, dir_ / "run.out", {});
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    *out = Slurp(dir_ / "run.out");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
   // Starts serve; waits until the HTTP API listens and every MQTT session is subscribed.
   void Start(const std::string& mqtt_url, std::vector<std::string> extra = {},
              std::vector<std::string> env = {}, bool wait_subscribed = true) {
@@ -622,4 +631,30 @@ TEST_F(MqttIngest, AWrongServicePasswordIsRefusedAndTheLogSaysWhatToDo) {
                       std::chrono::seconds(15)))
       << other.Log();
   EXPECT_EQ(other.Log().find("subscribed to"), std::string::npos) << other.Log();
+}
+
+// ---- the simulator --------------------------------------------------------------------------
+
+TEST_F(MqttIngest, SimulatePublishesTheFridgeModelAsADevice) {
+  World w = MakeWorld(os_, 1);
+  StartOpenSense();
+  const long dev = w.devices[0].id;
+  std::string out;
+  // 10 minutes of backfill at one step a minute: 10 SenML packs of 4 readings, then the clock.
+  ASSERT_EQ(os_.Run({"simulate", "--mqtt", broker_->url(), "--token", w.devices[0].token, "--device",
+                     std::to_string(dev), "--rate", "50", "--duration", "2", "--backfill", "600"},
+                    &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("refused by the broker"), std::string::npos) << out;
+  const long long now = NowMs();
+  EXPECT_TRUE(WaitFor([&] { return os_.Points(w.owner, dev, "temperature", now - 900'000, now + 1).size() >= 10; },
+                      std::chrono::seconds(10)));
+  EXPECT_GE(os_.Points(w.owner, dev, "battery", now - 900'000, now + 1).size(), 10u);
+  // A wrong token is refused by the broker's plugin, and the simulator says what to check.
+  EXPECT_EQ(os_.Run({"simulate", "--mqtt", broker_->url(), "--token", w.devices[0].token + "x", "--device",
+                     std::to_string(dev), "--duration", "1"},
+                    &out),
+            1);
+  EXPECT_NE(out.find("check the device id, the token"), std::string::npos) << out;
 }

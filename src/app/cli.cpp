@@ -424,7 +424,15 @@ int RunCli(int argc, char** argv) {
   SimulateOptions sim;
   auto* simulate_cmd = app.add_subcommand(
       "simulate", "Post simulated fridge readings to an OpenSense server, as real devices would");
-  simulate_cmd->add_option("--url", sim.url, "Server, e.g. http://127.0.0.1:8080")->required();
+  std::string sim_devices;
+  auto* sim_url = simulate_cmd->add_option("--url", sim.url, "Server, e.g. http://127.0.0.1:8080");
+  auto* sim_mqtt = simulate_cmd->add_option(
+      "--mqtt", sim.mqtt, "Publish over MQTT instead, e.g. mqtt://127.0.0.1:1883 (QoS 1, SenML)");
+  sim_url->excludes(sim_mqtt);
+  simulate_cmd->add_option("--device", sim_devices,
+                           "MQTT: the device id (device token) or ids, comma-separated (gateway token)");
+  simulate_cmd->add_option("--site", sim.site, "MQTT with a gateway token: its site id");
+  simulate_cmd->add_option("--ca-file", sim.ca_file, "MQTT over TLS: CA bundle (default: the system's)");
   simulate_cmd->add_option("--token", sim.token,
                            "Device token (one device) or gateway token (devices sim-1..sim-N)")
       ->required();
@@ -458,7 +466,16 @@ int RunCli(int argc, char** argv) {
   try {
     if (*serve_cmd) return RunServe(flags, serve);
 
-    if (*simulate_cmd) return RunSimulate(sim);
+    if (*simulate_cmd) {
+      if (sim.url.empty() && sim.mqtt.empty()) UsageError("simulate: give --url http://HOST:PORT or --mqtt mqtt://HOST:PORT");
+      for (const auto& id : SplitList(sim_devices)) {
+        char* end = nullptr;
+        const long v = std::strtol(id.c_str(), &end, 10);
+        if (end == id.c_str() || *end != '\0' || v <= 0) UsageError(fmt::format("--device: '{}' is not a device id", id));
+        sim.device_ids.push_back(v);
+      }
+      return RunSimulate(sim);
+    }
 
     if (*version_cmd) {
       if (flags.json) PrintJson({{"version", kVersion}, {"schema", store::LatestSchemaVersion()}});
