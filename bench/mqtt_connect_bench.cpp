@@ -167,7 +167,7 @@ class Server {
     return json::parse(ReadAll(dir_ / "cli.out"), nullptr, false);
   }
   bool Start() {
-    pid_ = Spawn({"serve", "--roles", "ingest", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()},
+    pid_ = Spawn({"serve", "--roles", "api", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()},
                  dir_ / "serve.log");
     std::regex re(R"(listening on http://([0-9.]+:[0-9]+))");
     for (int i = 0; i < 400; ++i) {

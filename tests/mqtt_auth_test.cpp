@@ -68,7 +68,7 @@ class OpenSense {
 
   void Start() {
     fs::path log = dir_ / "serve.log";
-    pid_ = Spawn({"serve", "--roles", "ingest", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()},
+    pid_ = Spawn({"serve", "--roles", "api", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()},
                  log);
     std::regex re(R"(listening on http://([0-9.]+:[0-9]+))");
     for (int i = 0; i < 400; ++i) {
