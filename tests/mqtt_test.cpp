@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -657,4 +658,44 @@ TEST_F(MqttIngest, SimulatePublishesTheFridgeModelAsADevice) {
                     &out),
             1);
   EXPECT_NE(out.find("check the device id, the token"), std::string::npos) << out;
+}
+
+// ---- TLS ------------------------------------------------------------------------------------
+
+TEST_F(MqttIngest, MqttsVerifiesTheBrokerCertificateAndIngests) {
+  // A self-signed certificate for 127.0.0.1, made with the openssl CLI.
+  const fs::path cert = os_.dir() / "broker.pem";
+  const fs::path key = os_.dir() / "broker.key";
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                          "-addext subjectAltName=IP:127.0.0.1 -keyout " + key.string() + " -out " +
+                          cert.string() + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  fs::permissions(key, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);  // the broker drops root
+  auto o = BrokerOptions();
+  o.hook_url = "http://" + http_;
+  o.tls_cert_file = cert.string();
+  o.tls_key_file = key.string();
+  opensense::testing::MosquittoBroker tls_broker(o);
+  ASSERT_TRUE(tls_broker.Start()) << tls_broker.Log();
+  const std::string url = "mqtts://127.0.0.1:" + std::to_string(tls_broker.tls_port());
+
+  World w = MakeWorld(os_, 1);
+  // Without the CA the certificate is not trusted: no session, and the log says what to set.
+  os_.Start(url, {"--listen", http_}, {}, /*wait_subscribed=*/false);
+  EXPECT_TRUE(WaitFor([&] { return os_.Log().find("check mqtt_ca_file") != std::string::npos; },
+                      std::chrono::seconds(15)))
+      << os_.Log();
+  EXPECT_EQ(os_.Log().find("subscribed to"), std::string::npos);
+  os_.Kill(SIGTERM);
+  // With it: subscribed over TLS, and a reading published on the plain listener lands.
+  os_.Start(url, {"--listen", http_, "--mqtt-ca-file", cert.string()});
+  EXPECT_NE(os_.Log().find("(TLS)"), std::string::npos) << os_.Log();
+  const long dev = w.devices[0].id;
+  Publisher pub(tls_broker.port(), std::to_string(dev), w.devices[0].token, "tls-dev");
+  ASSERT_TRUE(pub.WaitConnected());
+  const long long t = (NowMs() / 1000 - 60) * 1000;
+  ASSERT_TRUE(pub.Publish(Topic(dev), R"({"ts":)" + std::to_string(t) + R"(,"temperature":2.5})", 1));
+  ASSERT_TRUE(pub.WaitAllAcked());
+  EXPECT_TRUE(WaitFor([&] { return os_.Points(w.owner, dev, "temperature", t, t + 1).size() == 1; },
+                      std::chrono::seconds(10)));
 }
