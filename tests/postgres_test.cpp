@@ -24,7 +24,9 @@
 #include <vector>
 
 #include "api/http/client.hpp"
+#include "store/postgres/pg_conn.hpp"
 #include "store/postgres/pg_store.hpp"
+#include "store/store.hpp"
 
 namespace {
 
@@ -413,6 +415,157 @@ TEST(PostgresOutage, IngestAnswers503WhileTheServerIsDownAndRecoversByItself) {
   EXPECT_EQ(ok_while_down, 0);
   EXPECT_EQ(s.Call("GET", "/readyz").status, 200);
   ExpectAllStored(s, w, base, acked);
+}
+
+// ---- store copy: SQLite -> PostgreSQL ----------------------------------------------------------
+
+// Runs `opensense <args>` with the store password in its environment; stderr goes to `err`.
+pid_t SpawnCli(const std::vector<std::string>& args, const std::string& password, const fs::path& out,
+               const fs::path& err) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    std::vector<std::string> full = {OPENSENSE_BINARY};
+    full.insert(full.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : full) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::string path = "PATH=/usr/bin:/bin";
+    std::string pw = "OPENSENSE_STORE_PASSWORD=" + password;
+    char* envp[] = {path.data(), pw.data(), nullptr};
+    ::execve(OPENSENSE_BINARY, argv.data(), envp);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int Wait(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(PostgresStoreCopy, InterruptedCopyResumesVerifiesAndCatchesACorruptTarget) {
+  using namespace opensense;
+  auto cluster = Cluster::Shared();
+  if (!cluster) GTEST_SKIP() << "no PostgreSQL test cluster: run through ctest";
+  fs::path dir = fs::temp_directory_path() / ("opensense-copy-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  struct Cleanup {
+    fs::path d;
+    ~Cleanup() { fs::remove_all(d); }
+  } cleanup{dir};
+  const std::string sqlite_url = "sqlite://" + (dir / "opensense.db").string();
+
+  // A SQLite installation: 2 organisations, 50 devices, a token, 300,000 readings, some of them
+  // compacted and some still in the log.
+  const TimestampMs now = WallMs();
+  std::vector<DeviceId> devices;
+  OrgId org = 0;
+  {
+    store::StoreOptions o;
+    o.url = sqlite_url;
+    auto s = store::OpenStore(o);
+    ASSERT_TRUE(s) << s.error().message;
+    auto& st = **s;
+    org = st.CreateOrganization({"Cafe", "Europe/Berlin", Tier::kTeam})->id;
+    ASSERT_TRUE(st.CreateOrganization({"Pharmacy", "UTC", Tier::kFree}));
+    for (int i = 0; i < 50; ++i) devices.push_back(st.CreateDevice({org, "Fridge " + std::to_string(i), std::nullopt, "S" + std::to_string(i)})->id);
+    TokenRecord t;
+    t.public_id = "copyme";
+    t.org_id = org;
+    t.device = devices[0];
+    t.secret_hash = "$2b$10$x";
+    ASSERT_TRUE(st.CreateToken(t));
+    const TimestampMs start = now - 3000 * kMsPerMinute;
+    for (int minute = 0; minute < 3000; minute += 100) {
+      std::vector<Reading> batch;
+      for (int m = minute; m < minute + 100; ++m) {
+        for (DeviceId d : devices) {
+          batch.push_back({d, "temperature", "", start + m * kMsPerMinute, 3 + (m % 50) * 0.01});
+          batch.push_back({d, "humidity", "", start + m * kMsPerMinute, 60.0 + (m % 7)});
+        }
+      }
+      auto r = st.Ingest(org, std::move(batch)).get();
+      ASSERT_TRUE(r && r->accepted == 10000u);
+      if (minute == 1500) {
+        ASSERT_TRUE(st.Compact());
+      }
+    }
+    st.Close();
+  }
+  const std::string pg_url = cluster->NewDatabase(DbName("copy"));
+  std::vector<std::string> copy = {"store", "copy", "--from", sqlite_url, "--to", pg_url};
+
+  // Interrupted: SIGKILL once the readings are on their way.
+  pid_t pid = SpawnCli(copy, cluster->password, dir / "out1", dir / "err1");
+  bool started = false;
+  for (int i = 0; i < 600 && !started; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    started = ReadFile(dir / "err1").find("readings: 100000") != std::string::npos;
+  }
+  ::kill(pid, SIGKILL);
+  Wait(pid);
+  ASSERT_TRUE(started) << ReadFile(dir / "err1");
+
+  // Resumed: only the rest is copied, and everything verifies.
+  auto args = copy;
+  args.push_back("--json");
+  ASSERT_EQ(Wait(SpawnCli(args, cluster->password, dir / "out2", dir / "err2")), 0) << ReadFile(dir / "err2");
+  json report = json::parse(ReadFile(dir / "out2"));
+  EXPECT_TRUE(report["verified"].get<bool>());
+  EXPECT_GT(report["readings_copied"].get<long long>(), 0);
+  EXPECT_LT(report["readings_copied"].get<long long>(), 300000);
+  for (const auto& t : report["tables"]) {
+    EXPECT_EQ(t["source"], t["target"]) << t.dump();
+    if (t["table"] == "readings") {
+      EXPECT_EQ(t["target"], 300000);
+    }
+  }
+
+  // The PostgreSQL store answers like the SQLite one did.
+  {
+    store::StoreOptions o;
+    o.url = pg_url;
+    o.writer = false;
+    auto pg = store::OpenStore(o);
+    ASSERT_TRUE(pg) << pg.error().message;
+    auto q = (*pg)->QuerySeries({org, devices[7], "temperature", now - 3000 * kMsPerMinute, now, Resolution::k1h});
+    ASSERT_TRUE(q);
+    std::int64_t count = 0;
+    for (const auto& p : q->points) count += p.count;
+    EXPECT_EQ(count, 3000);
+    EXPECT_EQ((*pg)->FindToken("copyme")->device, devices[0]);
+    EXPECT_EQ((*pg)->FindDeviceBySerial(org, "S7")->id, devices[7]);
+    // New rows get ids after the copied ones.
+    auto fresh = (*pg)->CreateDevice({org, "New", std::nullopt, std::nullopt});
+    ASSERT_TRUE(fresh) << fresh.error().message;
+    EXPECT_GT(fresh->id, devices.back());
+  }
+
+  // A corrupted target (one reading changed) is caught, and the device named.
+  {
+    ::setenv("OPENSENSE_STORE_PASSWORD", cluster->password.c_str(), 1);
+    auto info = store::postgres::ParseConnInfo(pg_url);
+    ASSERT_TRUE(info);
+    auto conn = store::postgres::Conn::Connect(*info);
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE((*conn)->Exec(
+        "UPDATE readings SET value = value + 1 WHERE (series_id, ts) = (SELECT r.series_id, min(r.ts) "
+        "FROM readings r JOIN series s ON s.id = r.series_id WHERE s.device_id = $1 GROUP BY r.series_id LIMIT 1)",
+        {std::to_string(devices[3])}));
+  }
+  args = copy;
+  args.push_back("--verify-only");
+  args.push_back("--json");
+  EXPECT_EQ(Wait(SpawnCli(args, cluster->password, dir / "out3", dir / "err3")), 1);
+  EXPECT_NE(ReadFile(dir / "err3").find("verification FAILED"), std::string::npos) << ReadFile(dir / "err3");
+  json bad = json::parse(ReadFile(dir / "out3"));
+  EXPECT_FALSE(bad["verified"].get<bool>());
+  EXPECT_EQ(bad["mismatched_devices"], json::array({devices[3]}));
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "api/api.hpp"
 #include "api/http/server.hpp"
 #include "app/simulate.hpp"
+#include "app/store_copy.hpp"
 #include "app/version.hpp"
 #include "auth/token_service.hpp"
 #include "core/retention.hpp"
@@ -452,6 +453,10 @@ int RunCli(int argc, char** argv) {
   AddSettingFlags(compact_cmd, &flags, kStoreFlags);
   AddJsonFlag(compact_cmd, &flags);
 
+  // store copy
+  StoreCopyFlags copy_flags;
+  auto* store_copy_cmd = AddStoreCommand(app, &copy_flags);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -465,6 +470,7 @@ int RunCli(int argc, char** argv) {
 
   try {
     if (*serve_cmd) return RunServe(flags, serve);
+    if (*store_copy_cmd) return RunStoreCopy(copy_flags);
 
     if (*simulate_cmd) {
       if (sim.url.empty() && sim.mqtt.empty()) UsageError("simulate: give --url http://HOST:PORT or --mqtt mqtt://HOST:PORT");

@@ -16,6 +16,18 @@ Param P(std::string_view v) { return std::string(v); }
 Param P(const char* v) { return std::string(v); }
 Param P(bool v) { return std::string(v ? "t" : "f"); }
 
+void AppendCopyText(std::string* out, std::string_view s) {
+  for (char c : s) {
+    switch (c) {
+      case '\\': *out += "\\\\"; break;
+      case '\t': *out += "\\t"; break;
+      case '\n': *out += "\\n"; break;
+      case '\r': *out += "\\r"; break;
+      default: *out += c;
+    }
+  }
+}
+
 std::string ArrayLiteral(const std::vector<std::int64_t>& values) {
   std::string out = "{";
   for (std::size_t i = 0; i < values.size(); ++i) {

@@ -32,6 +32,8 @@ template <typename T>
 Param P(const std::optional<T>& v) {
   return v ? P(*v) : std::nullopt;
 }
+// Appends `s` escaped for COPY's text format (backslash, tab, newline, carriage return).
+void AppendCopyText(std::string* out, std::string_view s);
 // A bigint[] literal: {1,2,3}.
 std::string ArrayLiteral(const std::vector<std::int64_t>& values);
 

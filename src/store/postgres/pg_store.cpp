@@ -758,20 +758,6 @@ void PgStore::LogRequests(std::vector<ApiRequestLog> rows) {
   for (auto& r : rows) request_log_.push_back(std::move(r));
 }
 
-namespace {
-// COPY text escaping for free text.
-void AppendCopyText(std::string* out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '\\': *out += "\\\\"; break;
-      case '\t': *out += "\\t"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      default: *out += c;
-    }
-  }
-}
-}  // namespace
 
 Status PgStore::FlushRequestLog() {
   std::vector<ApiRequestLog> rows;
