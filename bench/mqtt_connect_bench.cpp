@@ -36,6 +36,7 @@
 
 #include "api/http/client.hpp"
 #include "mosquitto_fixture.hpp"
+#include "opensense_process.hpp"
 
 namespace {
 
@@ -51,13 +52,6 @@ struct Options {
   int threads = 4;
   bool json_out = false;
 };
-
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // An MQTT 3.1.1 CONNECT with clean session, username and password.
 std::string ConnectPacket(const std::string& client_id, const std::string& user, const std::string& pass) {
@@ -147,67 +141,6 @@ Phase Run(const std::string& name, int port, const std::vector<std::pair<std::st
   return p;
 }
 
-class Server {
- public:
-  explicit Server(const std::string& binary) : binary_(binary) {
-    dir_ = fs::temp_directory_path() / ("opensense-connect-bench-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  ~Server() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    fs::remove_all(dir_);
-  }
-  json Cli(std::vector<std::string> args) {
-    args.insert(args.end(), {"--data-dir", (dir_ / "data").string(), "--json"});
-    pid_t pid = Spawn(args, dir_ / "cli.out");
-    ::waitpid(pid, nullptr, 0);
-    return json::parse(ReadAll(dir_ / "cli.out"), nullptr, false);
-  }
-  bool Start() {
-    pid_ = Spawn({"serve", "--roles", "api", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()},
-                 dir_ / "serve.log");
-    std::regex re(R"(listening on http://([0-9.]+:[0-9]+))");
-    for (int i = 0; i < 400; ++i) {
-      std::smatch m;
-      std::string text = ReadAll(dir_ / "serve.log");
-      if (std::regex_search(text, m, re)) {
-        address_ = m[1];
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    return false;
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  pid_t Spawn(const std::vector<std::string>& args, const fs::path& out) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(o, 1);
-      ::dup2(o, 2);
-      std::vector<std::string> full = {binary_};
-      full.insert(full.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : full) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      std::string path = "PATH=/usr/bin:/bin", secret = std::string("OPENSENSE_MQTT_HOOK_SECRET=") + kSecret;
-      char* envp[] = {path.data(), secret.data(), nullptr};
-      ::execve(binary_.c_str(), argv.data(), envp);
-      ::_exit(127);
-    }
-    return pid;
-  }
-  std::string binary_;
-  fs::path dir_;
-  pid_t pid_ = -1;
-  std::string address_;
-};
-
 int Main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -225,9 +158,9 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  Server server(OPENSENSE_BINARY);
+  opensense::testing::OpenSenseProcess server(std::map<std::string, std::string>{{"OPENSENSE_MQTT_HOOK_SECRET", kSecret}});
   json org = server.Cli({"org", "create", "--name", "Bench", "--owner-email", "bench@example.com"});
-  if (!org.contains("token") || !server.Start()) {
+  if (!org.contains("token") || !server.Start({"--roles", "api"})) {
     std::fprintf(stderr, "mqtt_connect_bench: cannot start opensense (%s)\n", OPENSENSE_BINARY);
     return 1;
   }

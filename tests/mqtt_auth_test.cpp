@@ -28,6 +28,7 @@
 
 #include "api/http/client.hpp"
 #include "mosquitto_fixture.hpp"
+#include "opensense_process.hpp"
 
 namespace {
 
@@ -38,64 +39,18 @@ using namespace std::chrono_literals;
 constexpr char kHookSecret[] = "hook-secret-for-tests-0123456789";
 constexpr char kServicePassword[] = "service-password-for-tests";
 
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// `opensense serve` on a free port with a temp data dir and the MQTT secrets in its environment.
-class OpenSense {
+// `opensense serve` with the MQTT secrets in its environment, and helpers for its API and hooks.
+class OpenSense : public opensense::testing::OpenSenseProcess {
  public:
-  explicit OpenSense(bool with_secret = true) : with_secret_(with_secret) {
-    dir_ = fs::temp_directory_path() /
-           ("opensense-mqtt-auth-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-  }
-  ~OpenSense() {
-    Stop();
-    fs::remove_all(dir_);
-  }
+  explicit OpenSense(bool with_secret = true) : OpenSenseProcess(Env(with_secret)) {}
 
-  json Cli(std::vector<std::string> args) {
-    args.insert(args.end(), {"--data-dir", (dir_ / "data").string(), "--json"});
-    pid_t pid = Spawn(args, dir_ / "cli.out");
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return json::parse(ReadAll(dir_ / "cli.out"), nullptr, false);
-  }
-
-  void Start() {
-    fs::path log = dir_ / "serve.log";
-    pid_ = Spawn({"serve", "--roles", "api", "--listen", "127.0.0.1:0", "--data-dir", (dir_ / "data").string()},
-                 log);
-    std::regex re(R"(listening on http://([0-9.]+:[0-9]+))");
-    for (int i = 0; i < 400; ++i) {
-      std::smatch m;
-      std::string text = ReadAll(log);
-      if (std::regex_search(text, m, re)) {
-        address_ = m[1];
-        return;
-      }
-      std::this_thread::sleep_for(25ms);
-    }
-    FAIL() << "opensense did not start: " << ReadAll(log);
-  }
-  void Stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-  }
+  void Start() { ASSERT_TRUE(OpenSenseProcess::Start({"--roles", "api"})) << "opensense did not start: " << Log(); }
 
   opensense::http::ClientResponse Http(const std::string& method, const std::string& target,
                                        std::vector<std::pair<std::string, std::string>> headers,
                                        std::string body = "") {
     if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
-    auto r = opensense::http::Fetch(address_, method, target, headers, std::move(body), 20s);
+    auto r = opensense::http::Fetch(address(), method, target, headers, std::move(body), 20s);
     EXPECT_TRUE(r) << method << " " << target << ": " << (r ? "" : r.error().message);
     return r ? *r : opensense::http::ClientResponse{};
   }
@@ -110,38 +65,12 @@ class OpenSense {
     return Http("POST", target, {{"X-OpenSense-Hook-Secret", kHookSecret}}, body.dump());
   }
 
-  const std::string& address() const { return address_; }
-  std::string Log() const { return ReadAll(dir_ / "serve.log"); }
-
  private:
-  pid_t Spawn(const std::vector<std::string>& args, const fs::path& out) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(o, 1);
-      ::dup2(o, 2);
-      if (::chdir(dir_.c_str()) != 0) ::_exit(126);
-      std::vector<std::string> full = {OPENSENSE_BINARY};
-      full.insert(full.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : full) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      std::vector<std::string> env = {"PATH=/usr/bin:/bin",
-                                      std::string("OPENSENSE_MQTT_PASSWORD=") + kServicePassword};
-      if (with_secret_) env.push_back(std::string("OPENSENSE_MQTT_HOOK_SECRET=") + kHookSecret);
-      std::vector<char*> envp;
-      for (auto& e : env) envp.push_back(e.data());
-      envp.push_back(nullptr);
-      ::execve(OPENSENSE_BINARY, argv.data(), envp.data());
-      ::_exit(127);
-    }
-    return pid;
+  static std::map<std::string, std::string> Env(bool with_secret) {
+    std::map<std::string, std::string> env = {{"OPENSENSE_MQTT_PASSWORD", kServicePassword}};
+    if (with_secret) env["OPENSENSE_MQTT_HOOK_SECRET"] = kHookSecret;
+    return env;
   }
-
-  bool with_secret_;
-  fs::path dir_;
-  pid_t pid_ = -1;
-  std::string address_;
 };
 
 // A libmosquitto MQTT 5 client with its own network thread, and blocking helpers for tests.
