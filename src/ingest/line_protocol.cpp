@@ -50,6 +50,14 @@ struct Field {
   bool is_string = false;
 };
 
+// Whether `c` is one of the (two or three) characters of `set`; cheaper than a memchr call.
+bool In(char c, std::string_view set) {
+  for (char s : set) {
+    if (c == s) return true;
+  }
+  return false;
+}
+
 // One line split into its parts. Errors are the line's syntax problems.
 class LineReader {
  public:
@@ -58,7 +66,11 @@ class LineReader {
   // Reads an escaped name up to an unescaped stop character (or the end). `escapable` are the
   // characters a backslash escapes; "\\" is a backslash; any other backslash is literal.
   std::string ReadName(std::string_view stops, std::string_view escapable) {
-    std::string out;
+    // Fast path: a name without backslashes is copied once.
+    std::size_t end = pos_;
+    while (end < line_.size() && line_[end] != '\\' && !In(line_[end], stops)) ++end;
+    std::string out(line_.substr(pos_, end - pos_));
+    pos_ = end;
     while (pos_ < line_.size()) {
       const char c = line_[pos_];
       if (c == '\\' && pos_ + 1 < line_.size()) {
@@ -69,7 +81,7 @@ class LineReader {
           continue;
         }
       }
-      if (stops.find(c) != std::string_view::npos) break;
+      if (In(c, stops)) break;
       out += c;
       ++pos_;
     }
