@@ -297,7 +297,7 @@ struct Api::Impl {
     std::unordered_map<std::string, Result<DeviceId>> resolved;
     const std::string* last_name = nullptr;  // consecutive records usually name the same device
     const Result<DeviceId>* last_result = nullptr;
-    for (const auto& rec : parsed->records) {
+    for (auto& rec : parsed->records) {
       DeviceId device = 0;
       if (p->kind == TokenKind::kDevice) {
         device = *p->device;
@@ -316,7 +316,8 @@ struct Api::Impl {
         }
         device = **last_result;
       }
-      readings.push_back(Reading{device, rec.metric, rec.unit, rec.ts.value_or(now), rec.value});
+      readings.push_back(
+          Reading{device, std::move(rec.metric), std::move(rec.unit), rec.ts.value_or(now), rec.value});
       record_index.push_back(rec.index);
     }
     std::size_t submitted = readings.size();
