@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -258,6 +259,22 @@ void DropSession(int port, const char* client_id) {
   mosquitto_destroy(m);
 }
 
+// CPU seconds (user + system) a process has used so far.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string f;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14) utime = std::stod(f);
+    if (i == 15) stime = std::stod(f);
+  }
+  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 template <typename Pred>
 bool WaitUntil(Pred pred, std::chrono::seconds timeout) {
   const auto deadline = Clock::now() + timeout;
@@ -302,7 +319,8 @@ int main(int argc, char** argv) {
   const long total = static_cast<long>(devices) * messages;
   const long long now_s = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count();
-  std::printf("| run | case | messages | readings | time s | readings/s | ratio to bare |\n|---|---|---:|---:|---:|---:|---:|\n");
+  std::printf("| run | case | messages | readings | time s | readings/s | ratio to bare | broker CPU s |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|\n");
   for (int run = 1; run <= runs; ++run) {
     // Timestamps of this run: every run stores new readings.
     const long long t0 = now_s - 60LL * messages * (runs + 1 - run) - 3600;
@@ -319,12 +337,14 @@ int main(int argc, char** argv) {
       // Logins (the plugin's first check of each token costs a bcrypt) are not timed.
       if (!WaitUntil([&] { return pubs.AllConnected(); }, std::chrono::seconds(60))) return 1;
       const auto start = Clock::now();
+      const double cpu0 = CpuSeconds(broker.pid());
       pubs.Publish(messages, t0);
       const bool all = WaitUntil([&] { return bare.count() >= total; }, std::chrono::seconds(120));
       const double s = std::chrono::duration<double>(Clock::now() - start).count();
+      const double cpu = CpuSeconds(broker.pid()) - cpu0;
       bare_rate = bare.count() * kReadingsPerMessage / s;
-      std::printf("| %d | bare subscriber (counts only) | %ld | %ld | %.2f | %.0f | 1.000 |%s\n", run, bare.count(),
-                  bare.count() * kReadingsPerMessage, s, bare_rate, all ? "" : " INCOMPLETE");
+      std::printf("| %d | bare libmosquitto subscriber (counts only) | %ld | %ld | %.2f | %.0f | 1.000 | %.2f |%s\n", run,
+                  bare.count(), bare.count() * kReadingsPerMessage, s, bare_rate, cpu, all ? "" : " INCOMPLETE");
     }
     os.Stop();
     // ---- store: OpenSense's subscriber; done when every reading is committed.
@@ -333,6 +353,7 @@ int main(int argc, char** argv) {
       Publishers pubs(broker.port(), devs);
       if (!WaitUntil([&] { return pubs.AllConnected(); }, std::chrono::seconds(60))) return 1;
       const auto start = Clock::now();
+      const double cpu0 = CpuSeconds(broker.pid());
       pubs.Publish(messages, t0);
       const long want = total * kReadingsPerMessage;
       double stored = 0;
@@ -343,9 +364,10 @@ int main(int argc, char** argv) {
           },
           std::chrono::seconds(120));
       const double s = std::chrono::duration<double>(Clock::now() - start).count();
+      const double cpu = CpuSeconds(broker.pid()) - cpu0;
       const double rate = stored / s;
-      std::printf("| %d | OpenSense subscriber -> store (ack after commit) | %ld | %.0f | %.2f | %.0f | %.3f |%s\n", run,
-                  total, stored, s, rate, bare_rate > 0 ? rate / bare_rate : 0.0, all ? "" : " INCOMPLETE");
+      std::printf("| %d | OpenSense subscriber -> store (ack after commit) | %ld | %.0f | %.2f | %.0f | %.3f | %.2f |%s\n",
+                  run, total, stored, s, rate, bare_rate > 0 ? rate / bare_rate : 0.0, cpu, all ? "" : " INCOMPLETE");
     }
     os.Stop();
     DropSession(broker.port(), "opensense-ingest");
