@@ -519,9 +519,17 @@ TEST_F(MqttIngest, SigkillMidStreamLosesNothingAndDuplicatesNothing) {
   StartOpenSense();
   const long long t0 = (NowMs() / 1000 - 3 * 3600) * 1000;
   Stream stream(*broker_, w, t0);
-  std::thread publisher([&] { stream.Publish(4000, 5, std::chrono::microseconds(250)); });
+  std::atomic<bool> publishing{true};
+  std::thread publisher([&] {
+    stream.Publish(4000, 5, std::chrono::microseconds(250));
+    publishing = false;
+  });
   std::mt19937 rng(std::random_device{}());
-  std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 600));
+  // Mid-stream: OpenSense has taken some readings and the devices are still publishing.
+  ASSERT_TRUE(WaitFor([&] { return os_.Metric("opensense_mqtt_messages_received_total") > 0; },
+                      std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 300));
+  EXPECT_TRUE(publishing.load()) << "the stream ended before the kill; publish more or kill sooner";
   os_.Kill(SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   StartOpenSense();
