@@ -971,6 +971,54 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     }
   }
 
+  // Series seen for the first time, created in one statement (a series row without readings is
+  // harmless, so outside the group's transaction, by whichever process comes first). Its unit
+  // is the first reading's, or the metric's default.
+  {
+    std::vector<std::int64_t> new_devices;
+    std::vector<std::string> new_metrics, new_units;
+    std::set<std::pair<DeviceId, std::string_view>> wanted;
+    for (const auto& job : group) {
+      for (const auto& r : job.readings) {
+        auto dev = devices.find(r.device);
+        if (dev == devices.end() || dev->second.org != job.org || !IsValidMetricName(r.metric) ||
+            (!r.unit.empty() && !IsKnownUnit(r.unit))) {
+          continue;
+        }
+        bool known = false;
+        for (const auto& [metric, info] : series_[r.device]) known = known || metric == r.metric;
+        if (known || !wanted.insert({r.device, r.metric}).second) continue;
+        new_devices.push_back(r.device);
+        new_metrics.push_back(r.metric);
+        new_units.push_back(r.unit.empty() ? std::string(DefaultUnitFor(r.metric).value_or("")) : r.unit);
+      }
+    }
+    if (!new_devices.empty()) {
+      std::string metrics = "{", units = "{";
+      for (std::size_t i = 0; i < new_metrics.size(); ++i) {
+        // Metric names and units are validated: no quotes, commas or backslashes.
+        metrics += (i > 0 ? ",\"" : "\"") + new_metrics[i] + "\"";
+        units += (i > 0 ? ",\"" : "\"") + new_units[i] + "\"";
+      }
+      metrics += "}";
+      units += "}";
+      OS_RETURN_IF_ERROR(c->Exec(
+          "INSERT INTO series(device_id, metric, unit) SELECT * FROM unnest($1::bigint[], $2::text[], "
+          "$3::text[]) ON CONFLICT (device_id, metric) DO NOTHING",
+          {ArrayLiteral(new_devices), metrics, units}));
+      OS_ASSIGN_OR_RETURN(PgResult got, c->Exec(
+          "SELECT s.id, s.device_id, s.metric, s.unit FROM series s JOIN unnest($1::bigint[], $2::text[]) "
+          "AS k(d, m) ON s.device_id=k.d AND s.metric=k.m",
+          {ArrayLiteral(new_devices), metrics}));
+      for (int i = 0; i < got.Rows(); ++i) {
+        DeviceId d = got.Int(i, 1);
+        series_[d].emplace_back(std::string(got.Text(i, 2)),
+                                SeriesInfo{static_cast<int>(got.Int(i, 0)), std::string(got.Text(i, 3)),
+                                           devices[d].org});
+      }
+    }
+  }
+
   // Validation, then the staged rows: unique (series, ts) within the group, first write wins.
   struct Staged {
     int series;
@@ -1035,9 +1083,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       for (const auto& [metric, info] : known) {
         if (metric == r.metric) series = &info;
       }
-      if (series == nullptr) {
-        // A series row without readings is harmless, so it is created outside the group's
-        // transaction (and by whichever process comes first).
+      if (series == nullptr) {  // not created above: should not happen, but be safe
         std::string unit = r.unit.empty() ? std::string(DefaultUnitFor(r.metric).value_or("")) : r.unit;
         OS_RETURN_IF_ERROR(c->Exec(
             "INSERT INTO series(device_id, metric, unit) VALUES($1,$2,$3) "
@@ -1079,13 +1125,23 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
 
   OS_RETURN_IF_ERROR(c->Begin());
   OS_RETURN_IF_ERROR(LockSeries(c, std::move(series_ids)));
-  OS_RETURN_IF_ERROR(c->CopyIn("COPY stage(series_id, ts, value) FROM STDIN", data));
-  OS_ASSIGN_OR_RETURN(PgResult inserted, c->Exec(
-      "INSERT INTO readings(series_id, ts, value) SELECT series_id, ts, value FROM stage "
-      "ON CONFLICT DO NOTHING RETURNING series_id, ts"));
+  // Fast path: nothing of the group is stored yet (the common case: retries are rare), so COPY
+  // straight into the table. A duplicate fails the COPY: back to the savepoint, and the
+  // staging table sorts it out with ON CONFLICT DO NOTHING.
+  OS_RETURN_IF_ERROR(c->Exec("SAVEPOINT direct_copy"));
+  Status direct = c->CopyIn("COPY readings(series_id, ts, value) FROM STDIN", data);
+  if (!direct && direct.error().code != ErrorCode::kAlreadyExists) return direct;
   std::unordered_set<std::pair<int, TimestampMs>, KeyHash> fresh;
-  const bool all_fresh = static_cast<std::size_t>(inserted.Rows()) == staged.size();
-  if (!all_fresh) {
+  bool all_fresh = static_cast<bool>(direct);
+  if (direct) {
+    OS_RETURN_IF_ERROR(c->Exec("RELEASE SAVEPOINT direct_copy"));
+  } else {
+    OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT direct_copy"));
+    OS_RETURN_IF_ERROR(c->CopyIn("COPY stage(series_id, ts, value) FROM STDIN", data));
+    OS_ASSIGN_OR_RETURN(PgResult inserted, c->Exec(
+        "INSERT INTO readings(series_id, ts, value) SELECT series_id, ts, value FROM stage "
+        "ON CONFLICT DO NOTHING RETURNING series_id, ts"));
+    all_fresh = static_cast<std::size_t>(inserted.Rows()) == staged.size();
     fresh.reserve(static_cast<std::size_t>(inserted.Rows()));
     for (int i = 0; i < inserted.Rows(); ++i) {
       fresh.insert({static_cast<int>(inserted.Int(i, 0)), inserted.Int(i, 1)});
