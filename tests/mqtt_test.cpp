@@ -707,3 +707,21 @@ TEST_F(MqttIngest, MqttsVerifiesTheBrokerCertificateAndIngests) {
   EXPECT_TRUE(WaitFor([&] { return os_.Points(w.owner, dev, "temperature", t, t + 1).size() == 1; },
                       std::chrono::seconds(10)));
 }
+
+TEST_F(MqttIngest, TwoProcessesWithOneClientIdAreToldWhatToFix) {
+  MakeWorld(os_, 1);
+  StartOpenSense();
+  OpenSense other;  // its own store, the same (default) client id: the broker hands the session over
+  other.Start(broker_->url(), {"--listen", "127.0.0.1:0"});
+  EXPECT_TRUE(WaitFor([&] { return os_.Log().find("give every process ids of its own") != std::string::npos; },
+                      std::chrono::seconds(15)))
+      << os_.Log();
+  // And the two do not fight in a reconnect storm: the back-off keeps growing.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const std::string log = os_.Log() + other.Log();
+  std::size_t reconnects = 0;
+  for (std::size_t at = log.find("reconnecting in"); at != std::string::npos; at = log.find("reconnecting in", at + 1)) {
+    ++reconnects;
+  }
+  EXPECT_LT(reconnects, 25u) << log;
+}

@@ -32,6 +32,8 @@ using boost::system::error_code;
 using Steady = std::chrono::steady_clock;
 
 constexpr Version kVersion = Version::kV5;
+// A connection that lasted this long resets the reconnect back-off.
+constexpr auto kStableConnection = std::chrono::seconds(10);
 
 struct Endpoint {
   std::string host;
@@ -137,7 +139,7 @@ class Session {
   std::deque<std::string> out_;
   bool writing_ = false;
   std::uint16_t next_packet_id_ = 1;
-  Steady::time_point last_sent_{}, last_received_{}, last_publish_{};
+  Steady::time_point last_sent_{}, last_received_{}, last_publish_{}, connected_since_{};
   bool unsubscribed_ = false;
   std::size_t pending_acks_ = 0;  // of this connection
   bool stopping_ = false;
@@ -390,8 +392,11 @@ awaitable<void> Session::Run() {
     first = false;
     Status st = co_await ConnectOnce();
     if (st) {
-      backoff_ms = o.reconnect_min_ms;
+      const auto connected_at = Steady::now();
       co_await ReadLoop();
+      // Only a connection that lasted resets the back-off: one the broker drops at once (e.g.
+      // another process took the session over) must not turn into a reconnect storm.
+      if (Steady::now() - connected_at >= kStableConnection) backoff_ms = o.reconnect_min_ms;
     } else if (!owner_->stopping()) {
       spdlog::warn("mqtt: {}: {}", client_id_, st.error().message);
     }
@@ -522,7 +527,7 @@ awaitable<Status> Session::ConnectOnce() {
     co_return MakeError(ErrorCode::kUnavailable, fmt::format("sending SUBSCRIBE: {}", wec.message()));
   }
   connected_ = true;
-  last_sent_ = last_received_ = last_publish_ = Steady::now();
+  last_sent_ = last_received_ = last_publish_ = connected_since_ = Steady::now();
   spdlog::info("mqtt: {}: connected to {}:{}{} ({} session){}", client_id_, ep.host, ep.port, tls_ ? " (TLS)" : "",
                connack->session_present ? "resumed" : "new",
                retire_ ? fmt::format("; retiring: unsubscribing from {} and draining", filter)
@@ -568,7 +573,15 @@ awaitable<void> Session::ReadLoop() {
     std::size_t n = tls_ ? co_await stream_->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec))
                          : co_await stream_->next_layer().async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      if (connected_ && !owner_->stopping()) spdlog::warn("mqtt: {}: connection lost: {}", client_id_, ec.message());
+      if (connected_ && !owner_->stopping()) {
+        const bool soon = Steady::now() - connected_since_ < kStableConnection;
+        spdlog::warn("mqtt: {}: connection lost: {}{}", client_id_, ec.message(),
+                     soon ? fmt::format(" (the broker closed it soon after the login; if this repeats, another "
+                                        "process may be using client id '{}': give every process ids of its own "
+                                        "in mqtt_client_id)",
+                                        client_id_)
+                          : std::string());
+      }
       co_return;
     }
     last_received_ = Steady::now();
@@ -599,9 +612,15 @@ Status Session::HandlePacket(Packet& packet, AckGroup& group) {
     return Ok();
   }
   if (auto* d = std::get_if<Disconnect>(&packet)) {
+    const std::string hint =
+        d->reason_code == 0x8E
+            ? fmt::format("; another process connected with client id '{}': give every process ids of its own "
+                          "(mqtt_client_id)",
+                          client_id_)
+            : std::string();
     return MakeError(ErrorCode::kUnavailable,
-                     fmt::format("the broker disconnected us: {}{}", ReasonCodeText(d->reason_code, kVersion),
-                                 d->reason_string ? " (" + *d->reason_string + ")" : ""));
+                     fmt::format("the broker disconnected us: {}{}{}", ReasonCodeText(d->reason_code, kVersion),
+                                 d->reason_string ? " (" + *d->reason_string + ")" : "", hint));
   }
   if (std::holds_alternative<Connack>(packet)) {
     return MakeError(ErrorCode::kUnavailable, "a second CONNACK: protocol error");
