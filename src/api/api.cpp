@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <mutex>
+#include <shared_mutex>
 #include <map>
 #include <unordered_map>
 
@@ -206,8 +207,9 @@ struct Api::Impl {
   std::vector<RouteInfo> routes;
   // Gateway device names already resolved: (site, name) -> device. Dropped whenever this process
   // changes a device, and after a minute (changes made by another process).
-  std::mutex names_mu;
-  std::map<std::pair<SiteId, std::string>, DeviceId> names;
+  std::shared_mutex names_mu;
+  std::unordered_map<SiteId, std::unordered_map<std::string, DeviceId>> names;
+  std::size_t names_count = 0;
   TimestampMs names_since = 0;
   MqttHooks mqtt_hooks;
 
@@ -294,9 +296,11 @@ struct Api::Impl {
     record_index.reserve(parsed->records.size());
     std::vector<std::pair<std::size_t, std::string>> rejected;
     for (const auto& e : parsed->errors) rejected.emplace_back(e.index, e.reason);
-    std::unordered_map<std::string, Result<DeviceId>> resolved;
-    const std::string* last_name = nullptr;  // consecutive records usually name the same device
-    const Result<DeviceId>* last_result = nullptr;
+    // Names that did not resolve in this request (each is looked up once); consecutive records
+    // usually name the same device, so the last resolved name is kept too.
+    std::unordered_map<std::string, std::string> failed;
+    const std::string* last_name = nullptr;
+    DeviceId last_device = 0;
     for (auto& rec : parsed->records) {
       DeviceId device = 0;
       if (p->kind == TokenKind::kDevice) {
@@ -305,16 +309,21 @@ struct Api::Impl {
         static const std::string kNone;
         const std::string& name = rec.device ? *rec.device : kNone;
         if (last_name == nullptr || *last_name != name) {
-          auto it = resolved.find(name);
-          if (it == resolved.end()) it = resolved.emplace(name, ResolveGatewayDevice(*p, name)).first;
-          last_name = &it->first;
-          last_result = &it->second;
+          auto f = failed.find(name);
+          if (f != failed.end()) {
+            rejected.emplace_back(rec.index, f->second);
+            continue;
+          }
+          auto id = ResolveGatewayDevice(*p, name, now);
+          if (!id) {
+            rejected.emplace_back(rec.index, id.error().message);
+            failed.emplace(name, id.error().message);
+            continue;
+          }
+          last_name = &name;  // stays valid: records are not moved while we read them
+          last_device = *id;
         }
-        if (!*last_result) {
-          rejected.emplace_back(rec.index, last_result->error().message);
-          continue;
-        }
-        device = **last_result;
+        device = last_device;
       }
       readings.push_back(
           Reading{device, std::move(rec.metric), std::move(rec.unit), rec.ts.value_or(now), rec.value});
@@ -356,23 +365,29 @@ struct Api::Impl {
   void ForgetDeviceNames() {
     std::lock_guard lock(names_mu);
     names.clear();
+    names_count = 0;
   }
 
-  Result<DeviceId> ResolveGatewayDevice(const auth::Principal& p, const std::string& name) {
-    const TimestampMs now = clock->NowMs();
+  Result<DeviceId> ResolveGatewayDevice(const auth::Principal& p, const std::string& name,
+                                        TimestampMs now) {
     {
-      std::lock_guard lock(names_mu);
-      if (now - names_since > kMsPerMinute || now < names_since || names.size() > 1'000'000) {
-        names.clear();
-        names_since = now;
+      std::shared_lock lock(names_mu);
+      const bool fresh = now >= names_since && now - names_since <= kMsPerMinute;
+      if (fresh) {
+        if (auto site = names.find(*p.site); site != names.end()) {
+          if (auto it = site->second.find(name); it != site->second.end()) return it->second;
+        }
       }
-      auto it = names.find({*p.site, name});
-      if (it != names.end()) return it->second;
     }
     auto id = ResolveGatewayDeviceUncached(p, name);
     if (id) {
-      std::lock_guard lock(names_mu);
-      names[{*p.site, name}] = *id;
+      std::unique_lock lock(names_mu);
+      if (now - names_since > kMsPerMinute || now < names_since || names_count > 1'000'000) {
+        names.clear();
+        names_count = 0;
+        names_since = now;
+      }
+      if (names[*p.site].insert_or_assign(name, *id).second) ++names_count;
     }
     return id;
   }
