@@ -548,6 +548,7 @@ TEST_F(MqttIngest, ReadingsPublishedWhileDownArriveAfterRestart) {
   ASSERT_TRUE(stream.WaitAllAcked());
   ASSERT_EQ(WaitStored(os_, w, t0, 200, std::chrono::seconds(20)), 200);
   os_.Kill(SIGTERM);  // a clean stop: the session stays at the broker
+  EXPECT_NE(os_.Log().find("stopped cleanly"), std::string::npos) << os_.Log();
   stream.Publish(500, 2);  // while OpenSense is down
   ASSERT_TRUE(stream.WaitAllAcked());
   ASSERT_EQ(stream.Acked(), 1200);
