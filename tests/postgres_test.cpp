@@ -546,6 +546,31 @@ TEST(PostgresStoreCopy, InterruptedCopyResumesVerifiesAndCatchesACorruptTarget) 
     EXPECT_GT(fresh->id, devices.back());
   }
 
+  // And back: PostgreSQL -> a fresh SQLite store, verified, answering the same.
+  const std::string back_url = "sqlite://" + (dir / "back.db").string();
+  ASSERT_EQ(Wait(SpawnCli({"store", "copy", "--from", pg_url, "--to", back_url}, cluster->password,
+                          dir / "out4", dir / "err4")),
+            0)
+      << ReadFile(dir / "err4");
+  {
+    store::StoreOptions o;
+    o.url = back_url;
+    auto back = store::OpenStore(o);
+    ASSERT_TRUE(back) << back.error().message;
+    auto q = (*back)->QuerySeries({org, devices[7], "temperature", now - 3000 * kMsPerMinute, now, Resolution::k1h});
+    ASSERT_TRUE(q);
+    std::int64_t count = 0;
+    for (const auto& p : q->points) count += p.count;
+    EXPECT_EQ(count, 3000);
+    EXPECT_EQ((*back)->FindToken("copyme")->device, devices[0]);
+    EXPECT_EQ((*back)->GetOrganization(org)->time_zone, "Europe/Berlin");
+    // Readings keep flowing into the copy; a duplicate of a copied reading is recognised.
+    auto dup = (*back)->Ingest(org, {Reading{devices[7], "temperature", "", now - 3000 * kMsPerMinute, 3}}).get();
+    ASSERT_TRUE(dup);
+    EXPECT_EQ(dup->duplicates, 1u);
+    (*back)->Close();
+  }
+
   // A corrupted target (one reading changed) is caught, and the device named.
   {
     ::setenv("OPENSENSE_STORE_PASSWORD", cluster->password.c_str(), 1);

@@ -17,10 +17,14 @@ CLI::App* AddStoreCommand(CLI::App& app, StoreCopyFlags* flags) {
   auto* copy = store_cmd->add_subcommand(
       "copy",
       "Copy everything (organisations, devices, tokens, readings, rollups, events, request log) "
-      "from a SQLite store to PostgreSQL, in chunks; rerun to resume; verified at the end");
-  copy->add_option("--from", flags->from, "Source store URL (sqlite:///path/opensense.db)")->required();
+      "between a SQLite store and PostgreSQL, in chunks; rerun to resume; verified at the end. "
+      "Stop `opensense serve` on both first");
+  copy->add_option("--from", flags->from,
+                   "Source store URL (sqlite:///path/opensense.db or postgres://host:port/db)")
+      ->required();
   copy->add_option("--to", flags->to,
-                   "Target store URL (postgres://host:port/db; password from OPENSENSE_STORE_PASSWORD)")
+                   "Target store URL (the other kind; the PostgreSQL password comes from "
+                   "OPENSENSE_STORE_PASSWORD)")
       ->required();
   copy->add_flag("--verify-only", flags->verify_only,
                  "Only compare row counts and per-device checksums of source and target");

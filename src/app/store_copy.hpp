@@ -1,4 +1,4 @@
-// `opensense store copy --from <url> --to <url>`: moves an installation from SQLite to
+// `opensense store copy --from <url> --to <url>`: moves an installation between SQLite and
 // PostgreSQL with a progress bar, resumable, verified at the end (store/postgres/pg_copy.hpp).
 #pragma once
 

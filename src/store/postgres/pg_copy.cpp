@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
+#include <span>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -11,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/chunk_codec.hpp"
+#include "core/rollup.hpp"
 #include "core/rollup_codec.hpp"
 #include "store/postgres/pg_conn.hpp"
 #include "store/postgres/pg_schema.hpp"
@@ -262,6 +265,186 @@ class Copier {
     return flush();
   }
 
+  // ---- PostgreSQL -> SQLite ----------------------------------------------------------------
+
+  Status SqliteTxn(const std::function<Status()>& body, const char* what) {
+    OS_RETURN_IF_ERROR(src_->Exec("BEGIN IMMEDIATE"));
+    Status st = body();
+    if (st) st = src_->Exec("COMMIT");
+    if (!st) {
+      (void)src_->Exec("ROLLBACK");
+      return MakeError(st.error().code, fmt::format("copying {}: {}", what, st.error().message));
+    }
+    return Ok();
+  }
+
+  Status CopyTableToSqlite(const TableSpec& t) {
+    const std::string cols = t.columns;
+    const int ncols = static_cast<int>(std::count(cols.begin(), cols.end(), ',')) + 1;
+    OS_ASSIGN_OR_RETURN(std::int64_t total, TargetCount(fmt::format("SELECT count(*) FROM {}", t.name)));
+    std::int64_t after = 0, done = 0;
+    if (t.has_id) {
+      OS_ASSIGN_OR_RETURN(after, SourceCount(fmt::format("SELECT coalesce(max(id), 0) FROM {}", t.name)));
+      OS_ASSIGN_OR_RETURN(done, TargetCount(fmt::format("SELECT count(*) FROM {} WHERE id<=$1", t.name), {P(after)}));
+    }
+    std::string marks;
+    for (int c = 0; c < ncols; ++c) marks += c == 0 ? "?" : ",?";
+    const std::string insert = fmt::format("INSERT OR IGNORE INTO {}({}) VALUES({})", t.name, cols, marks);
+    // Booleans come back from PostgreSQL as t/f; SQLite keeps 1/0 (sites.auto_register).
+    int bool_col = -1;
+    if (auto at = cols.find("auto_register"); at != std::string::npos) {
+      bool_col = static_cast<int>(std::count(cols.begin(), cols.begin() + static_cast<std::ptrdiff_t>(at), ','));
+    }
+    const std::string select =
+        t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>$1 ORDER BY id LIMIT {}", cols, t.name, kMetadataChunk)
+                 : fmt::format("SELECT {} FROM {}", cols, t.name);
+    Progress(t.name, done, total);
+    while (true) {
+      OS_ASSIGN_OR_RETURN(PgResult r, t.has_id ? dst_->Exec(select, {P(after)}) : dst_->Exec(select));
+      if (r.Rows() == 0) break;
+      OS_RETURN_IF_ERROR(SqliteTxn([&]() -> Status {
+        OS_ASSIGN_OR_RETURN(sqlite::Stmt ins, src_->PrepareOnce(insert));
+        for (int i = 0; i < r.Rows(); ++i) {
+          for (int c = 0; c < ncols; ++c) {
+            if (r.IsNull(i, c)) {
+              ins.BindNull(c + 1);
+            } else if (c == bool_col) {
+              ins.Bind(c + 1, static_cast<std::int64_t>(r.Bool(i, c)));
+            } else {
+              ins.Bind(c + 1, r.Text(i, c));
+            }
+          }
+          OS_RETURN_IF_ERROR(ins.Run());
+          ins.Reset();
+        }
+        return Ok();
+      }, t.name));
+      if (t.has_id) after = r.Int(r.Rows() - 1, 0);
+      done += r.Rows();
+      Progress(t.name, done, total);
+      if (!t.has_id || r.Rows() < kMetadataChunk) break;
+    }
+    return Ok();
+  }
+
+  // Readings become compressed chunks as the SQLite store writes them (core/chunk_codec: at most
+  // 1,024 readings and ~900 bytes a chunk), and the series' chunk_max_ts follows.
+  Status WriteSqliteChunks(std::int64_t series, std::span<const Sample> samples) {
+    OS_ASSIGN_OR_RETURN(sqlite::Stmt ins, src_->PrepareOnce(
+        "INSERT OR REPLACE INTO chunks(series_id, start_ts, end_ts, count, data) VALUES(?,?,?,?,?)"));
+    std::function<Status(std::span<const Sample>)> write = [&](std::span<const Sample> part) -> Status {
+      if (part.empty()) return Ok();
+      if (part.size() > 1024) {
+        OS_RETURN_IF_ERROR(write(part.first(1024)));
+        return write(part.subspan(1024));
+      }
+      std::string data = EncodeChunk(part);
+      if (data.size() > 900 && part.size() > 1) {
+        OS_RETURN_IF_ERROR(write(part.first(part.size() / 2)));
+        return write(part.subspan(part.size() / 2));
+      }
+      ins.Bind(1, series).Bind(2, part.front().ts).Bind(3, part.back().ts)
+          .Bind(4, static_cast<std::int64_t>(part.size())).BindBlob(5, data);
+      OS_RETURN_IF_ERROR(ins.Run());
+      ins.Reset();
+      return Ok();
+    };
+    OS_RETURN_IF_ERROR(write(samples));
+    OS_ASSIGN_OR_RETURN(sqlite::Stmt upd, src_->PrepareOnce(
+        "UPDATE series SET chunk_max_ts=max(coalesce(chunk_max_ts, ?2), ?2) WHERE id=?1"));
+    return upd.Bind(1, series).Bind(2, samples.back().ts).Run();
+  }
+
+  Result<std::int64_t> CopyReadingsToSqlite() {
+    OS_ASSIGN_OR_RETURN(std::int64_t total, TargetCount("SELECT count(*) FROM readings"));
+    OS_ASSIGN_OR_RETURN(auto series, SeriesIds());
+    std::int64_t done = 0, copied = 0;
+    Progress("readings", 0, total);
+    for (std::int64_t sid : series) {
+      // Resume after the newest reading already in chunks.
+      OS_ASSIGN_OR_RETURN(std::int64_t have, SourceCount(fmt::format(
+          "SELECT coalesce(sum(count), 0) FROM chunks WHERE series_id={}", sid)));
+      OS_ASSIGN_OR_RETURN(std::int64_t after, SourceCount(fmt::format(
+          "SELECT coalesce(max(end_ts), {}) FROM chunks WHERE series_id={}",
+          std::numeric_limits<TimestampMs>::min(), sid)));
+      done += have;
+      while (true) {
+        OS_ASSIGN_OR_RETURN(PgResult r, dst_->Exec(
+            "SELECT ts, value FROM readings WHERE series_id=$1 AND ts>$2 ORDER BY ts LIMIT $3",
+            {P(sid), P(after), P(o_.chunk_readings)}));
+        if (r.Rows() == 0) break;
+        std::vector<Sample> samples;
+        samples.reserve(static_cast<std::size_t>(r.Rows()));
+        for (int i = 0; i < r.Rows(); ++i) samples.push_back({r.Int(i, 0), r.Double(i, 1)});
+        OS_RETURN_IF_ERROR(SqliteTxn([&] { return WriteSqliteChunks(sid, samples); }, "readings"));
+        after = samples.back().ts;
+        done += r.Rows();
+        copied += r.Rows();
+        Progress("readings", done, total);
+        if (r.Rows() < o_.chunk_readings) break;
+      }
+    }
+    Progress("readings", done, total);
+    return copied;
+  }
+
+  Status CopyRollupsToSqlite() {
+    // The SQLite store keeps runs of buckets in fixed windows per level (sqlite_store.cpp:
+    // 4 hours of 5m buckets, 2 days of 1h, 48 days of 1d).
+    constexpr TimestampMs kPeriod[3] = {4 * kMsPerHour, 2 * kMsPerDay, 48 * kMsPerDay};
+    OS_ASSIGN_OR_RETURN(std::int64_t total, TargetCount("SELECT count(*) FROM rollups"));
+    OS_ASSIGN_OR_RETURN(auto series, SeriesIds());
+    std::int64_t done = 0;
+    for (std::int64_t sid : series) {
+      OS_ASSIGN_OR_RETURN(PgResult r, dst_->Exec(
+          "SELECT level, bucket, count, min, max, first_ts, last_ts, scale, scaled_sum, double_sum "
+          "FROM rollups WHERE series_id=$1 ORDER BY level, bucket",
+          {P(sid)}));
+      OS_RETURN_IF_ERROR(SqliteTxn([&]() -> Status {
+        OS_ASSIGN_OR_RETURN(sqlite::Stmt put, src_->PrepareOnce(
+            "INSERT OR REPLACE INTO rollups(series_id, level, period, first_bucket, last_bucket, "
+            "buckets, data) VALUES(?,?,?,?,?,?,?)"));
+        std::vector<RollupBucket> run;
+        int level = -1;
+        TimestampMs period = 0;
+        auto flush = [&]() -> Status {
+          if (run.empty()) return Ok();
+          put.Bind(1, sid).Bind(2, level).Bind(3, period).Bind(4, run.front().bucket)
+              .Bind(5, run.back().bucket).Bind(6, static_cast<std::int64_t>(run.size()))
+              .BindBlob(7, EncodeRollupChunk(run));
+          OS_RETURN_IF_ERROR(put.Run());
+          put.Reset();
+          run.clear();
+          return Ok();
+        };
+        for (int i = 0; i < r.Rows(); ++i) {
+          int lv = static_cast<int>(r.Int(i, 0));
+          TimestampMs bucket = r.Int(i, 1);
+          TimestampMs p = FloorTo(bucket, kPeriod[std::clamp(lv, 0, 2)]);
+          if (lv != level || p != period) {
+            OS_RETURN_IF_ERROR(flush());
+            level = lv;
+            period = p;
+          }
+          RollupAgg a;
+          a.count = r.Int(i, 2);
+          a.min = r.Double(i, 3);
+          a.max = r.Double(i, 4);
+          a.first_ts = r.Int(i, 5);
+          a.last_ts = r.Int(i, 6);
+          a.scale = static_cast<int>(r.Int(i, 7));
+          a.scaled_sum = r.Int(i, 8);
+          a.double_sum = r.Double(i, 9);
+          run.push_back({bucket, a});
+        }
+        return flush();
+      }, "rollups"));
+      done += r.Rows();
+      Progress("rollups", done, total);
+    }
+    return Ok();
+  }
+
   Result<std::vector<std::int64_t>> SeriesIds() {
     OS_ASSIGN_OR_RETURN(sqlite::Stmt s, src_->PrepareOnce("SELECT id FROM series ORDER BY id"));
     std::vector<std::int64_t> out;
@@ -331,14 +514,52 @@ class Copier {
 
 }  // namespace
 
+// PostgreSQL -> SQLite: the SQLite file is created (or migrated) by the store itself, whose
+// writer lock is held meanwhile; rows, chunks and rollup runs are then written directly.
+Result<CopyReport> CopyToSqlite(const CopyOptions& options) {
+  const std::string path = options.to.substr(std::string_view("sqlite://").size());
+  StoreOptions so;
+  so.url = options.to;
+  auto target = OpenStore(so);
+  if (!target) {
+    return MakeError(target.error().code,
+                     fmt::format("cannot open the target store ({}); stop `opensense serve` on it first",
+                                 target.error().message));
+  }
+  StoreOptions from;
+  from.url = options.from;
+  from.writer = false;
+  from.migrate = false;
+  OS_ASSIGN_OR_RETURN(auto source, OpenStore(from));  // checks the schema version
+  source->Close();
+  OS_ASSIGN_OR_RETURN(auto sqlite_db, Db::Open(path, /*create=*/false, 5000));
+  OS_ASSIGN_OR_RETURN(ConnInfo info, ParseConnInfo(options.from));
+  OS_ASSIGN_OR_RETURN(auto pg, Conn::Connect(info));
+  Copier copier(options, sqlite_db.get(), pg.get());
+  CopyReport report;
+  if (!options.verify_only) {
+    for (const TableSpec& t : kTables) OS_RETURN_IF_ERROR(copier.CopyTableToSqlite(t));
+    OS_ASSIGN_OR_RETURN(report.readings_copied, copier.CopyReadingsToSqlite());
+    OS_RETURN_IF_ERROR(copier.CopyRollupsToSqlite());
+  }
+  OS_RETURN_IF_ERROR(copier.Verify(&report));
+  (*target)->Close();
+  return report;
+}
+
 Result<CopyReport> CopyStore(const CopyOptions& options) {
   constexpr std::string_view kSqlite = "sqlite://";
-  if (options.from.rfind(kSqlite, 0) != 0 ||
-      (options.to.rfind("postgres://", 0) != 0 && options.to.rfind("postgresql://", 0) != 0)) {
+  auto is_pg = [](const std::string& u) {
+    return u.rfind("postgres://", 0) == 0 || u.rfind("postgresql://", 0) == 0;
+  };
+  const bool to_pg = options.from.rfind(kSqlite, 0) == 0 && is_pg(options.to);
+  const bool to_sqlite = is_pg(options.from) && options.to.rfind(kSqlite, 0) == 0;
+  if (!to_pg && !to_sqlite) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "store copy moves an installation from SQLite to PostgreSQL: --from "
-                     "sqlite:///path/opensense.db --to postgres://host:port/db");
+                     "store copy moves an installation between SQLite and PostgreSQL: --from "
+                     "sqlite:///path/opensense.db --to postgres://host:port/db, or the reverse");
   }
+  if (to_sqlite) return CopyToSqlite(options);
   const std::string path = options.from.substr(kSqlite.size());
   // Holding the source's writer keeps `opensense serve` (and any other writer) away during the
   // copy; compacting first puts every reading in a chunk and in the rollups.

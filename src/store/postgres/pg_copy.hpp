@@ -1,12 +1,14 @@
-// `opensense store copy`: moves an installation from the embedded SQLite store to PostgreSQL.
+// `opensense store copy`: moves an installation from the embedded SQLite store to PostgreSQL,
+// or back.
 // Everything is copied with its ids: organisations, sites, devices, users, tokens (hashes
 // only), retention overrides, series, readings, rollups, alert events and the request log.
 // Chunked (one transaction per chunk), resumable (a rerun continues where the last one
 // stopped: rows are inserted ON CONFLICT DO NOTHING and each series resumes after its newest
 // copied reading), and verified at the end (row counts and per-device reading checksums).
 //
-// The source must not be written to meanwhile: the copy takes the SQLite store's writer lock
-// (so `opensense serve` must be stopped) and compacts it first.
+// Neither side may be written to meanwhile: the copy takes the SQLite store's writer lock (so
+// `opensense serve` on it must be stopped; stop it on PostgreSQL too) and, as a source,
+// compacts it first. Verification is the same both ways.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +28,8 @@ struct CopyProgress {
 };
 
 struct CopyOptions {
-  std::string from;  // sqlite:///path/opensense.db
-  std::string to;    // postgres://host:port/db
+  std::string from;  // sqlite:///path/opensense.db or postgres://host:port/db
+  std::string to;    // the other kind
   bool verify_only = false;
   std::int64_t chunk_readings = 50'000;  // readings per transaction
   std::function<void(const CopyProgress&)> progress;  // may be empty

@@ -818,8 +818,9 @@ std::future<Result<IngestResult>> PgStore::Ingest(OrgId org, std::vector<Reading
   return fut;
 }
 
+// Partitions ahead of need are time-based work: the maintenance-lock holder creates them in
+// RunRetention (the scheduler's hourly job). The writer only creates one on demand.
 void PgStore::WriterLoop() {
-  TimestampMs next_partition_check = 0;
   while (true) {
     std::vector<IngestJob> group;
     std::optional<TaskJob> task;
@@ -854,16 +855,6 @@ void PgStore::WriterLoop() {
     }
     if (auto st = FlushRequestLog(); !st) {
       spdlog::warn("store: request log rows dropped: {}", st.error().message);
-    }
-    // Keep next months' partitions ready (cheap when they exist: a set lookup).
-    TimestampMs now = clock_->NowMs();
-    if (now >= next_partition_check) {
-      next_partition_check = now + kMsPerHour;
-      std::set<int> months;
-      for (int m = MonthIndexOf(now); m <= MonthIndexOf(now) + kMonthsAhead; ++m) months.insert(m);
-      if (auto st = EnsureWriterConn(); !st || !EnsurePartitions(wconn_.get(), months)) {
-        next_partition_check = now + kMsPerMinute;
-      }
     }
   }
   (void)FlushRequestLog();
