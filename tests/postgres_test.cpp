@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "api/http/client.hpp"
+#include "mosquitto_fixture.hpp"
 #include "store/postgres/pg_conn.hpp"
 #include "store/postgres/pg_store.hpp"
 #include "store/store.hpp"
@@ -143,14 +144,16 @@ class Server {
     EXPECT_EQ(r.code, 0) << r.err;
     return json::parse(r.out, nullptr, false);
   }
-  void Start() {
+  void Start(std::vector<std::string> extra = {}) {
     ++starts_;
     fs::path log = dir_ / ("serve" + std::to_string(starts_) + ".log");
+    log_ = log;
     // A loop of small posts is the load here, not what the rate limit is for.
-    pid_ = Spawn({"serve", "--listen", "127.0.0.1:0", "--store", store_, "--data-dir",
-                  (dir_ / "data").string(), "--ingest-rate-per-token", "100000",
-                  "--ingest-burst-per-token", "100000"},
-                 log, log);
+    std::vector<std::string> args = {"serve", "--listen", "127.0.0.1:0", "--store", store_, "--data-dir",
+                                     (dir_ / "data").string(), "--ingest-rate-per-token", "100000",
+                                     "--ingest-burst-per-token", "100000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = Spawn(args, log, log);
     std::regex re(R"(listening on http://([0-9.]+:[0-9]+))");
     for (int i = 0; i < 400; ++i) {
       std::smatch m;
@@ -181,13 +184,14 @@ class Server {
     return r ? *r : opensense::http::ClientResponse{};
   }
   const std::string& address() const { return address_; }
+  std::string Log() const { return ReadFile(log_); }
 
  private:
   pid_t Spawn(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
     return SpawnCli(args, password_, out, err, dir_);
   }
   std::string store_, password_;
-  fs::path dir_;
+  fs::path dir_, log_;
   pid_t pid_ = -1;
   int starts_ = 0;
   std::string address_;
@@ -428,6 +432,41 @@ TEST(PostgresOutage, IngestAnswers503WhileTheServerIsDownAndRecoversByItself) {
   EXPECT_EQ(ok_while_down, 0);
   EXPECT_EQ(s.Call("GET", "/readyz").status, 200);
   ExpectAllStored(s, w, base, acked);
+}
+
+// ---- MQTT ingest into the PostgreSQL store -----------------------------------------------------
+
+TEST(PostgresMqtt, ReadingsPublishedAtQos1LandInPostgres) {
+  auto cluster = Cluster::Shared();
+  if (!cluster) GTEST_SKIP() << "no PostgreSQL test cluster: run through ctest";
+  // A broker from the shipped configuration without the auth plugin (anonymous clients): what
+  // is tested here is the subscriber's path into this store, not broker authentication.
+  opensense::testing::MosquittoOptions mo;
+  mo.load_plugin = false;
+  opensense::testing::MosquittoBroker broker(mo);
+  ASSERT_TRUE(broker.Start()) << broker.Log();
+  Server s(cluster->NewDatabase(DbName("mqtt")), cluster->password);
+  World w = MakeWorld(s);
+  s.Start({"--roles", "api,ingest", "--mqtt-url", broker.url()});
+  for (int i = 0; i < 200; ++i) {
+    if (s.Log().find("subscribed to") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_NE(s.Log().find("subscribed to"), std::string::npos) << s.Log();
+  const long long t0 = (WallMs() / 1000 - 600) * 1000;
+  for (int i = 0; i < 5; ++i) {
+    std::string cmd = "mosquitto_pub -q 1 -h 127.0.0.1 -p " + std::to_string(broker.port()) + " -t devices/" +
+                      std::to_string(w.dev_a) + "/readings -m '{\"ts\":" + std::to_string(t0 + i * 1000) +
+                      ",\"temperature\":" + std::to_string(4 + i) + "}'";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  std::size_t stored = 0;
+  for (int i = 0; i < 200 && stored < 5; ++i) {
+    auto r = s.Call("GET", SeriesPath(w.dev_a, t0, t0 + 5000, "raw"), w.owner_a);
+    if (r.status == 200) stored = json::parse(r.body)["points"].size();
+    if (stored < 5) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(stored, 5u) << s.Log();
 }
 
 // ---- store copy: SQLite -> PostgreSQL ----------------------------------------------------------
