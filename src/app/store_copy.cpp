@@ -78,6 +78,10 @@ int RunStoreCopy(const StoreCopyFlags& flags) {
   o.progress = [&](const store::postgres::CopyProgress& p) { bar.Show(p); };
   auto report = store::postgres::CopyStore(o);
   if (!report) {
+    if (report.error().code == ErrorCode::kInvalidArgument) {
+      fmt::print(stderr, "opensense: store copy: {}\n", report.error().message);
+      return 2;
+    }
     fmt::print(stderr,
                "opensense: store copy stopped: {}\nNothing copied so far is lost: rerun the same "
                "command to resume.\n",
