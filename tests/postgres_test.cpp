@@ -75,7 +75,10 @@ struct Cluster {
   void Pause() { ASSERT_EQ(Script("pause", state), 0); }
   void Resume() { ASSERT_EQ(Script("resume", state), 0); }
   void Stop() {
-    if (owned) Script("stop", state);
+    if (!owned) return;
+    Script("stop", state);
+    std::error_code ec;
+    fs::remove_all(state, ec);
   }
   // A fresh database; the URL the binary gets with --store.
   std::string NewDatabase(const std::string& name) {
