@@ -10,8 +10,9 @@ packages=(
   libexpected-dev libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
   libcctz-dev libtomlplusplus-dev libsqlite3-dev tzdata
   libboost-dev libsimdjson-dev libssl-dev libcrypt-dev libpq-dev mosquitto-dev libmosquitto-dev
-  # services the tests start on loopback (MQTT broker, PostgreSQL 15)
-  mosquitto mosquitto-clients postgresql-15
+  # services the tests start on loopback (MQTT broker, PostgreSQL 15, the Caddy TLS proxy,
+  # promtool from prometheus; systemd-analyze checks the units)
+  mosquitto mosquitto-clients postgresql-15 caddy prometheus systemd
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl
 )

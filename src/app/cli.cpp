@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 
 #include "app/config.hpp"
 #include "app/demo.hpp"
+#include "app/secrets_file.hpp"
 #include "api/api.hpp"
 #include "api/http/server.hpp"
 #include "app/simulate.hpp"
@@ -64,11 +66,21 @@ T Check(Result<T> r) {
 struct CommonFlags {
   std::map<std::string, std::string> values;  // setting name -> flag value, when given
   std::string config_file;
+  std::string secrets_file;
   bool json = false;
 };
 
+void AddSecretsFileFlag(CLI::App* cmd, CommonFlags* flags) {
+  cmd->add_option("--secrets-file", flags->secrets_file,
+                  fmt::format("Secrets env file, owner-only (default: ${}, systemd's "
+                              "$CREDENTIALS_DIRECTORY/{}, {} when it exists)",
+                              kSecretsFileEnvVar, kCredentialName, kDefaultSecretsFile))
+      ->type_name("FILE");
+}
+
 void AddSettingFlags(CLI::App* cmd, CommonFlags* flags, const std::vector<std::string>& only) {
   cmd->add_option("--config", flags->config_file, "Configuration file (default ./opensense.toml)");
+  AddSecretsFileFlag(cmd, flags);
   for (const SettingInfo& s : Settings()) {
     if (!only.empty() && std::find(only.begin(), only.end(), s.name) == only.end()) continue;
     std::string desc = fmt::format("{} (default: {}; env {})", s.description,
@@ -164,9 +176,41 @@ struct ServeFlags {
   std::string roles = "api,ingest,alerts,scheduler";
 };
 
+// Reads the secrets file (secrets_file.hpp) into the environment, before any thread starts.
+// Returns a line for the log (no values).
+std::string LoadSecretsFor(const CommonFlags& flags, bool serving) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view entry = *e;
+    const std::size_t eq = entry.find('=');
+    const std::string_view name = entry.substr(0, eq);
+    if (name == kSecretsFileEnvVar || name == "CREDENTIALS_DIRECTORY") {
+      env.emplace(std::string(name), std::string(entry.substr(eq + 1)));
+    }
+  }
+  const SecretsFileChoice choice = ChooseSecretsFile(flags.secrets_file, env, [](const std::string& p) {
+    std::error_code ec;
+    return std::filesystem::exists(p, ec);
+  });
+  const LoadedSecrets loaded = Check(LoadSecrets(choice, /*must_read_default=*/serving));
+  if (loaded.path.empty()) return loaded.note;
+  std::string names;
+  for (const auto& [name, value] : loaded.values) names += (names.empty() ? "" : ", ") + name;
+  std::string line = fmt::format("secrets from {} ({}): {}", loaded.path, choice.origin,
+                                 names.empty() ? "none" : names);
+  const auto overridden = ExportSecrets(loaded);
+  for (const auto& name : overridden) {
+    line += fmt::format("; {} is also set in the environment, which wins", name);
+  }
+  return line;
+}
+
 int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   Config cfg = LoadConfigFor(flags);
   ApplyLogLevel(cfg);
+  if (const std::string line = LoadSecretsFor(flags, /*serving=*/true); !line.empty()) {
+    spdlog::info("{}", line);
+  }
   bool scheduler_role = false;
   bool http_role = false;
   bool ingest_role = false;
@@ -456,6 +500,7 @@ int RunCli(int argc, char** argv) {
   // store copy
   StoreCopyFlags copy_flags;
   auto* store_copy_cmd = AddStoreCommand(app, &copy_flags);
+  AddSecretsFileFlag(store_copy_cmd, &flags);
 
   try {
     app.parse(argc, argv);
@@ -470,7 +515,12 @@ int RunCli(int argc, char** argv) {
 
   try {
     if (*serve_cmd) return RunServe(flags, serve);
-    if (*store_copy_cmd) return RunStoreCopy(copy_flags);
+    if (*store_copy_cmd) {
+      if (const std::string line = LoadSecretsFor(flags, false); !line.empty()) {
+        fmt::print(stderr, "opensense: {}\n", line);
+      }
+      return RunStoreCopy(copy_flags);
+    }
 
     if (*simulate_cmd) {
       if (sim.url.empty() && sim.mqtt.empty()) UsageError("simulate: give --url http://HOST:PORT or --mqtt mqtt://HOST:PORT");
@@ -491,6 +541,12 @@ int RunCli(int argc, char** argv) {
 
     Config cfg = LoadConfigFor(flags);
     ApplyLogLevel(cfg);
+    // Commands beside serve need a secret only for PostgreSQL; say where it came from on stderr
+    // only when something is odd (a default file we may not read, an override).
+    if (const std::string line = LoadSecretsFor(flags, false);
+        !line.empty() && line.find("secrets from") != 0) {
+      fmt::print(stderr, "opensense: {}\n", line);
+    }
     if (*migrate_cmd) {
       auto store = OpenFor(cfg, /*writer=*/false);
       if (flags.json) PrintJson({{"store", cfg.StoreUrl()}, {"schema", store->SchemaVersion()}});

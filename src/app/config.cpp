@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "app/secrets_file.hpp"
+
 namespace opensense::app {
 namespace {
 
@@ -516,7 +518,7 @@ Status ApplyEnvironment(const std::map<std::string, std::string>& env, Config& c
   constexpr std::string_view kPrefix = "OPENSENSE_";
   for (const auto& [name, text] : env) {
     if (name.rfind(kPrefix, 0) != 0) continue;
-    if (name == kConfigEnvVar || IsSecretEnvVar(name)) continue;
+    if (name == kConfigEnvVar || name == kSecretsFileEnvVar || IsSecretEnvVar(name)) continue;
     // Test hooks (OPENSENSE_TEST_HOLD_COMMIT): read by the module that has them, never settings.
     if (name.rfind("OPENSENSE_TEST_", 0) == 0) continue;
     const Setting* setting = nullptr;
@@ -524,7 +526,7 @@ Status ApplyEnvironment(const std::map<std::string, std::string>& env, Config& c
       if (EnvVarName(s.name) == name) setting = &s;
     }
     if (setting == nullptr) {
-      std::string also = std::string(kConfigEnvVar);
+      std::string also = fmt::format("{}, {}", kConfigEnvVar, kSecretsFileEnvVar);
       for (auto secret : kSecretEnvVars) also += fmt::format(", {}", secret);
       return Invalid(fmt::format(
           "{}: unknown environment variable {}; also allowed: {}", name,
@@ -677,6 +679,15 @@ std::string ConfigurationMarkdown() {
   add("reserved for them:");
   add("");
   for (auto name : kSecretEnvVars) add(fmt::format("- `{}`", name));
+  add("");
+  add(fmt::format("The secrets file is `--secrets-file PATH`, else `{}`, else", kSecretsFileEnvVar));
+  add(fmt::format("`$CREDENTIALS_DIRECTORY/{}` (systemd `LoadCredential=`), else `{}` when it", kCredentialName,
+                  kDefaultSecretsFile));
+  add("exists. It holds `NAME=VALUE` lines of the names above only (`#` comments, `'single'` or");
+  add("`\"double\"` quotes). OpenSense refuses to start when the file is owned by anyone but root");
+  add("or the user it runs as, or when group or others have any permission on it; the message");
+  add("gives the command to run (`chown root:root PATH && chmod 0400 PATH`). A secret set in the");
+  add("environment as well wins over the file (the log names it, never its value).");
   add("");
   add("## Example");
   add("");
