@@ -489,6 +489,41 @@ TEST(ParseTest, LineProtocolPrecisionNamesAndJsonFormatsIgnoreIt) {
   }
 }
 
+// Lines are checked for control characters and invalid UTF-8 eight bytes at a time: a bad byte
+// is found at every position of a word and of the tail, and the bytes just inside the printable
+// range (and a tab) pass.
+TEST(ParseTest, LineProtocolFindsABadByteAtEveryPosition) {
+  const std::string good = "m,tag=abcdefghijklmnop field=1 1";
+  for (std::size_t pos = 2; pos < 20; ++pos) {
+    for (unsigned char bad : {0x00, 0x01, 0x0b, 0x1f, 0x7f, 0x80, 0xff}) {
+      std::string line = good;
+      line[pos] = static_cast<char>(bad);
+      auto parsed = Parse(PayloadFormat::kLineProtocol, line, Options());
+      ASSERT_TRUE(parsed);
+      ASSERT_EQ(parsed->errors.size(), 1u) << "byte " << int(bad) << " at " << pos;
+      EXPECT_TRUE(parsed->records.empty());
+      const std::string& why = parsed->errors[0].reason;
+      EXPECT_TRUE(why.find("control character") != std::string::npos ||
+                  why.find("UTF-8") != std::string::npos)
+          << why << " (byte " << int(bad) << " at " << pos << ")";
+    }
+    for (char fine : {' ', '~', 'z'}) {
+      std::string line = good;
+      line[pos] = fine;
+      auto parsed = Parse(PayloadFormat::kLineProtocol, line, Options());
+      ASSERT_TRUE(parsed);
+      for (const auto& e : parsed->errors) {
+        EXPECT_EQ(e.reason.find("control character"), std::string::npos) << e.reason;
+        EXPECT_EQ(e.reason.find("UTF-8"), std::string::npos) << e.reason;
+      }
+    }
+  }
+  // A leading tab is whitespace, and valid UTF-8 in a tag value is fine.
+  auto parsed = Parsed(PayloadFormat::kLineProtocol, "\tm,tag=k\xc3\xbchl a=1");
+  EXPECT_TRUE(parsed.errors.empty());
+  EXPECT_EQ(parsed.records.size(), 1u);
+}
+
 TEST(ParseTest, GatewayModeNeverLeavesADeviceOutAndDeviceModeNeverSetsOne) {
   const std::string senml = R"([{"bn":"f1:","n":"a","v":1},{"n":"b","v":2}])";
   const std::string json = R"([{"device":"f1","a":1},{"device":2,"b":2}])";
