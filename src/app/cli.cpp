@@ -9,6 +9,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +25,7 @@
 #include "app/config.hpp"
 #include "app/demo.hpp"
 #include "app/secrets_file.hpp"
+#include "app/systemd_notify.hpp"
 #include "api/api.hpp"
 #include "api/http/server.hpp"
 #include "app/simulate.hpp"
@@ -328,8 +332,40 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     });
   }
   spdlog::info("ready; stop with Ctrl-C or SIGTERM");
+  // systemd (Type=notify): ready now that the listener and the store are up; the watchdog is
+  // fed only while the store answers Ready(), so a stuck writer gets the service restarted.
+  if (auto st = Notify("READY=1\nSTATUS=serving"); !st) spdlog::warn("{}", st.error().message);
+  std::mutex watchdog_mu;
+  std::condition_variable watchdog_cv;
+  bool watchdog_stop = false;
+  std::thread watchdog_thread;
+  if (auto interval = WatchdogPingInterval(std::getenv("WATCHDOG_USEC"), std::getenv("WATCHDOG_PID"),
+                                           ::getpid())) {
+    spdlog::info("systemd watchdog: a ping every {} ms while the store is ready", interval->count() / 1000);
+    watchdog_thread = std::thread([&, interval = *interval] {
+      std::unique_lock lock(watchdog_mu);
+      while (!watchdog_cv.wait_for(lock, interval, [&] { return watchdog_stop; })) {
+        if (auto ready = store->Ready(); !ready) {
+          spdlog::warn("systemd watchdog: not pinging, the store is not ready: {}", ready.error().message);
+          continue;
+        }
+        if (auto st = Notify("WATCHDOG=1"); !st) spdlog::warn("{}", st.error().message);
+      }
+    });
+  }
   int sig = 0;
   sigwait(&signals, &sig);
+  if (auto st = Notify("STOPPING=1\nSTATUS=stopping: finishing queued writes"); !st) {
+    spdlog::warn("{}", st.error().message);
+  }
+  if (watchdog_thread.joinable()) {
+    {
+      std::lock_guard lock(watchdog_mu);
+      watchdog_stop = true;
+    }
+    watchdog_cv.notify_all();
+    watchdog_thread.join();
+  }
   spdlog::info("received {}, stopping: finishing queued writes", sig == SIGINT ? "SIGINT" : "SIGTERM");
   stop = true;
   if (server) server->Shutdown();  // finishes in-flight requests first
