@@ -20,18 +20,14 @@
 
 #include "api/http/client.hpp"
 #include "opensense_process.hpp"
+#include "shell_helpers.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using opensense::testing::OpenSenseProcess;
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+const auto& Slurp = opensense::testing::ReadFile;
 
 // Distinct, unmistakable test values for every secret.
 const std::map<std::string, std::string>& TestSecrets() {

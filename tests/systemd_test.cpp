@@ -20,6 +20,7 @@
 #include "api/http/client.hpp"
 #include "app/systemd_notify.hpp"
 #include "opensense_process.hpp"
+#include "shell_helpers.hpp"
 
 namespace {
 
@@ -123,29 +124,12 @@ TEST(SdNotify, PathSocketWithoutWatchdogGetsReadyAndStoppingOnly) {
 
 // ---- the units ------------------------------------------------------------------------------
 
-struct Ran {
-  int code = -1;
-  std::string output;
-};
+using Ran = opensense::testing::ShellRun;
 
-Ran Shell(const std::string& command) {
-  Ran r;
-  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+// Both streams: systemd-analyze reports on stderr.
+Ran Shell(const std::string& command) { return opensense::testing::Shell(command + " 2>&1"); }
 
-std::string Slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+const auto& Slurp = opensense::testing::ReadFile;
 
 // The shipped units with the binary's path substituted (verify checks that ExecStart exists).
 class SystemdUnits : public ::testing::Test {

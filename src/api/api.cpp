@@ -817,7 +817,8 @@ void Api::OnComplete(const http::Request& req, const std::string& route, int sta
   row.route = route_label;
   row.status = status;
   row.duration_us = duration.count();
-  row.client = req.remote_address;
+  row.client = ClientAddress(req.remote_address, req.Header("X-Forwarded-For"),
+                             impl_->options.trusted_proxies);
   impl_->store->LogRequests({std::move(row)});
 }
 

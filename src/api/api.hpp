@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/http/server.hpp"
+#include "api/client_address.hpp"
 #include "api/mqtt_hooks.hpp"
 #include "auth/token_service.hpp"
 #include "core/clock.hpp"
@@ -27,6 +28,9 @@ struct ApiOptions {
   std::size_t max_records = 100'000;
   // The broker hooks under /internal/mqtt/ (secret, service credential).
   MqttHookOptions mqtt_hooks;
+  // Peers whose X-Forwarded-For names the client in the request log (setting trusted_proxies);
+  // empty (default): the TCP peer is the client.
+  TrustedProxies trusted_proxies;
 };
 
 // One route of the API table (also what docs/api.md must list).

@@ -254,6 +254,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (const char* s = std::getenv("OPENSENSE_MQTT_HOOK_SECRET")) api_options.mqtt_hooks.secret = s;
   if (const char* s = std::getenv("OPENSENSE_MQTT_PASSWORD")) api_options.mqtt_hooks.service_password = s;
   api_options.mqtt_hooks.service_username = cfg.mqtt_username;
+  api_options.trusted_proxies = Check(api::TrustedProxies::Parse(cfg.trusted_proxies));
   api::Api api(store.get(), &tokens, &metrics, &clock, api_options);
   std::unique_ptr<http::Server> server;
   if (http_role) {

@@ -17,6 +17,8 @@
 
 #include "app/secrets_file.hpp"
 
+#include <arpa/inet.h>
+
 namespace opensense::app {
 namespace {
 
@@ -145,6 +147,27 @@ Validator StoreUrlValidator() {
               return fmt::format(
                   "{} is not a store URL (sqlite:///path/opensense.db or postgres://host:port/db)",
                   shown);
+            }
+            return std::nullopt;
+          }};
+}
+
+// Comma-separated IPv4/IPv6 addresses (no names, no ranges).
+Validator IpListValidator() {
+  return {"empty or comma-separated IP addresses",
+          [](const Value& v, Layer) -> std::optional<std::string> {
+            std::string_view list = std::get<std::string>(v);
+            while (!list.empty()) {
+              const std::size_t comma = std::min(list.find(','), list.size());
+              std::string item(list.substr(0, comma));
+              item.erase(0, item.find_first_not_of(' '));
+              item.erase(item.find_last_not_of(' ') + 1);
+              unsigned char buf[16];
+              if (::inet_pton(AF_INET, item.c_str(), buf) != 1 &&
+                  ::inet_pton(AF_INET6, item.c_str(), buf) != 1) {
+                return fmt::format("'{}' is not an IP address (e.g. 127.0.0.1 or ::1)", item);
+              }
+              list.remove_prefix(std::min(comma + 1, list.size()));
             }
             return std::nullopt;
           }};
@@ -292,6 +315,11 @@ const std::vector<Setting>& Table() {
       IntSetting("ingest_burst_per_token", "N",
                  "Ingest requests one token may make at once before the rate applies.", 1, 1000000,
                  &Config::ingest_burst_per_token),
+      StringSetting("trusted_proxies", "ADDRS",
+                    "IP addresses of reverse proxies (e.g. Caddy on `127.0.0.1`) whose "
+                    "`X-Forwarded-For` names the client in the API request log, comma-separated. "
+                    "Empty: the header is never believed; the TCP peer is the client.",
+                    IpListValidator(), &Config::trusted_proxies),
       StringSetting("mqtt_url", "URL",
                     "MQTT broker to take readings from (`mqtt://HOST:PORT`, or `mqtts://HOST:PORT` "
                     "for TLS). Empty: MQTT ingest is off. The password comes only from "

@@ -29,6 +29,9 @@ struct Config {
   std::string store_synchronous = "full";
   // HTTP listen address, HOST:PORT (IPv6 hosts in brackets), port 0..65535. Default 127.0.0.1:8080.
   std::string listen = "127.0.0.1:8080";
+  // IP addresses of reverse proxies (Caddy) whose X-Forwarded-For names the client in the API
+  // request log, comma-separated. Default "" (trust no one: the TCP peer is the client).
+  std::string trusted_proxies;
   // trace, debug, info (default), warn or error.
   std::string log_level = "info";
   // The head is compacted into chunks once it holds this many readings (>= 1024). Default 262144.

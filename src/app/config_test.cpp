@@ -97,6 +97,16 @@ TEST_F(ConfigTest, NothingSetGivesTheDefaults) {
   EXPECT_EQ(*r, Config{});
 }
 
+TEST_F(ConfigTest, TrustedProxiesAreIpAddresses) {
+  auto ok = Load("trusted_proxies = \"127.0.0.1, ::1\"\n");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->trusted_proxies, "127.0.0.1, ::1");
+  auto bad = Load(std::nullopt, {{"OPENSENSE_TRUSTED_PROXIES", "127.0.0.1,caddy.local"}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message,
+            "OPENSENSE_TRUSTED_PROXIES: 'caddy.local' is not an IP address (e.g. 127.0.0.1 or ::1)");
+}
+
 TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
   auto r = Load("# nothing here\n");
   ASSERT_TRUE(r) << r.error().message;
@@ -105,13 +115,14 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 22u);
+  ASSERT_EQ(settings.size(), 23u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
                                           "log_level", "head_flush_readings",
                                           "head_flush_age_seconds", "retention_interval_seconds",
                                           "http_worker_threads", "ingest_rate_per_token", "ingest_burst_per_token",
+                                          "trusted_proxies",
                                           "mqtt_url", "mqtt_username", "mqtt_client_id",
                                           "mqtt_retired_client_ids", "mqtt_shared_group",
                                           "mqtt_ca_file", "mqtt_keepalive_seconds",
