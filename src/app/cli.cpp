@@ -244,6 +244,9 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   SystemClock clock;
   MetricsRegistry metrics;
   auto store = Check(store::OpenStore(StoreOptionsFor(cfg, /*writer=*/true, &metrics)));
+  metrics.GetGauge("opensense_build_info", "The running version (value 1).", {{"version", std::string(kVersion)}}).Set(1);
+  metrics.GetGauge("opensense_start_time_seconds", "When this process started (Unix time).")
+      .Set(static_cast<double>(clock.NowMs()) / 1000.0);
   spdlog::info("opensense {} serving store {} (schema {})", kVersion, cfg.StoreUrl(),
                store->SchemaVersion());
   auth::TokenService tokens(store.get(), &clock);
@@ -273,6 +276,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (scheduler_role) {
     ops::SchedulerOptions so;
     so.retention_interval_ms = static_cast<TimestampMs>(cfg.retention_interval_seconds) * kMsPerSecond;
+    so.metrics = &metrics;
     scheduler = std::make_unique<ops::Scheduler>(store.get(), &clock, so);
     scheduler->Start();
   }

@@ -40,10 +40,26 @@ int Scheduler::RunDue(TimestampMs now) {
     next_retention_ = now + options_.retention_interval_ms;
     ++ran;
     auto report = store_->RunRetention(/*dry_run=*/false);
+    MetricsRegistry* m = options_.metrics;
+    if (m != nullptr) {
+      m->GetCounter("opensense_retention_runs_total", "Retention runs by result.",
+                    {{"result", report ? "ok" : "error"}})
+          .Inc();
+    }
     if (!report) {
       spdlog::error("retention: {}", report.error().message);
     } else {
+      if (m != nullptr) {
+        m->GetGauge("opensense_retention_last_success_timestamp_seconds",
+                    "When retention last completed (Unix time).")
+            .Set(static_cast<double>(now) / 1000.0);
+      }
       for (const auto& c : report->classes) {
+        if (m != nullptr) {
+          m->GetCounter("opensense_retention_deleted_rows_total", "Rows deleted by retention, by data class.",
+                        {{"data_class", std::string(DataClassName(c.data_class))}})
+              .Inc(static_cast<std::uint64_t>(c.rows));
+        }
         if (c.rows > 0) {
           spdlog::info("retention: deleted {} {} rows", c.rows, DataClassName(c.data_class));
         }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/clock.hpp"
+#include "core/metrics.hpp"
 #include "store/store.hpp"
 
 namespace opensense::ops {
@@ -19,6 +20,8 @@ struct SchedulerOptions {
   TimestampMs retention_interval_ms = kMsPerHour;
   // How often the thread wakes up to look for due work.
   TimestampMs tick_ms = 1000;
+  // Where the jobs count their runs (opensense_retention_*); nullptr: not counted.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class Scheduler {
