@@ -13,6 +13,7 @@
 // Prints markdown to stdout.
 //
 // Usage: pg_bench [--url postgres://...] [--timestamps 1000] [--query-spacing-s 600] [--reps 21]
+//                 [--no-queries]
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +46,7 @@ struct Options {
   int query_devices = 50;
   int query_spacing_s = 600;
   int reps = 21;
+  bool queries = true;
 };
 
 template <typename T>
@@ -261,8 +263,9 @@ int Main(int argc, char** argv) {
     else if (a == "--timestamps") o.timestamps = std::stoi(next());
     else if (a == "--query-spacing-s") o.query_spacing_s = std::stoi(next());
     else if (a == "--reps") o.reps = std::stoi(next());
+    else if (a == "--no-queries") o.queries = false;
     else {
-      std::cerr << "usage: pg_bench [--url postgres://...] [--timestamps 1000] [--query-spacing-s 600] [--reps 21]\n";
+      std::cerr << "usage: pg_bench [--url postgres://...] [--timestamps 1000] [--query-spacing-s 600] [--reps 21] [--no-queries]\n";
       return 2;
     }
   }
@@ -296,7 +299,7 @@ int Main(int argc, char** argv) {
                f.pg_bytes, f.pg_total_bytes, f.sqlite_bytes);
     std::fflush(stdout);
   }
-  RunQueries(o, o.url);
+  if (o.queries) RunQueries(o, o.url);
   return 0;
 }
 

@@ -5,11 +5,13 @@
 //    table and moves it with one INSERT ... ON CONFLICT DO NOTHING RETURNING, so duplicates are
 //    counted, never errors, and exactly the rows inserted feed the rollups.
 //  * rollups(series_id, level, bucket): one row per bucket with an exact decimal sum
-//    (core/rollup.hpp), read, merged in C++ and upserted in the same transaction as the
-//    readings. Charts read these rows; a coarse query never scans raw readings (which arrive
-//    time-ordered, so one series' rows sit one per heap page).
+//    (core/rollup.hpp). Each group's partial aggregates are COPYed to a staging table and merged
+//    by one upsert that does RollupAgg::Merge in SQL (in C++ when a sum is not decimal or is
+//    near the int64 limits), in the same transaction as the readings. Charts read these rows;
+//    a coarse query never scans raw readings (which arrive time-ordered, so one series' rows
+//    sit one per heap page).
 //  * Several processes may ingest into one database: each group takes transaction-scoped
-//    advisory locks on its series (in id order), so rollup read-merge-write never races.
+//    advisory locks on its series (in id order), so rollup merges never race.
 //    Time-based work (retention, partitions ahead) runs in the one process that holds the
 //    session-scoped maintenance lock; when it dies its session ends and another takes over.
 #include "store/postgres/pg_store.hpp"
@@ -18,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <deque>
@@ -113,6 +116,29 @@ int LevelOf(Resolution r) {
 int LevelOf(DataClass c) {
   return c == DataClass::kRollup5m ? kLevel5m : c == DataClass::kRollup1h ? kLevel1h : kLevel1d;
 }
+
+// RollupAgg::Merge (stored `r`, partial aggregate `excluded`) in SQL, for the cases where it is
+// exact: both sums decimal (scale >= 0) and each, raised to the larger scale, within
+// +-(2^62 - 1) (so neither the raise nor the addition can overflow, and C++ would not fall back
+// to a double either). least/greatest keep the stored value on ties, as Merge does; double_sum stays 0.
+// Buckets outside that are left alone and not counted, so the caller sees them in the row count.
+// OS_POW10 is 10^0..10^9 (kMaxDecimalScale); an out-of-range index gives NULL, i.e. "not here".
+#define OS_POW10 "('{1,10,100,1000,10000,100000,1000000,10000000,100000000,1000000000}'::bigint[])"
+#define OS_RAISE_R OS_POW10 "[greatest(r.scale, excluded.scale) - r.scale + 1]"
+#define OS_RAISE_E OS_POW10 "[greatest(r.scale, excluded.scale) - excluded.scale + 1]"
+constexpr const char* kMergeRollupsSql =
+    "SAVEPOINT rollup_merge; "
+    "INSERT INTO rollups AS r SELECT * FROM rollup_stage ON CONFLICT (series_id, level, bucket) DO "
+    "UPDATE SET count = r.count + excluded.count, min = least(r.min, excluded.min), "
+    "max = greatest(r.max, excluded.max), first_ts = least(r.first_ts, excluded.first_ts), "
+    "last_ts = greatest(r.last_ts, excluded.last_ts), scale = greatest(r.scale, excluded.scale), "
+    "scaled_sum = r.scaled_sum * " OS_RAISE_R " + excluded.scaled_sum * " OS_RAISE_E " "
+    "WHERE r.scale >= 0 AND excluded.scale >= 0 "
+    "AND r.scaled_sum BETWEEN -(4611686018427387903 / " OS_RAISE_R ") AND 4611686018427387903 / " OS_RAISE_R " "
+    "AND excluded.scaled_sum BETWEEN -(4611686018427387903 / " OS_RAISE_E ") AND 4611686018427387903 / " OS_RAISE_E;
+#undef OS_RAISE_E
+#undef OS_RAISE_R
+#undef OS_POW10
 
 // COPY text format: numbers only, tab-separated.
 void AppendRollupRow(std::string* out, const RollupKey& k, const RollupAgg& a) {
@@ -259,6 +285,7 @@ class PgStore final : public Store {
   void WriterLoop();
   void CommitGroup(std::vector<IngestJob>& group);
   Status CommitStaged(const std::vector<IngestJob>& group, std::vector<IngestResult>& results);
+  Status MergeRollupsInCpp(Conn* c, RollupMap& add);
   Status FlushRequestLog();
   Status FlushRequestLogOnWriter() {
     return RunOnWriter([this] { return FlushRequestLog(); });
@@ -288,6 +315,9 @@ class PgStore final : public Store {
   std::unique_ptr<Conn> wconn_;
   std::unordered_map<DeviceId, std::vector<std::pair<std::string, SeriesInfo>>> series_;
   std::set<int> partitions_;  // month indexes known to exist
+  // The last group commit: its size and how long it took (steady clock), for the linger below.
+  std::size_t last_group_readings_ = 0;
+  std::chrono::steady_clock::duration last_commit_time_{};
   std::mutex zones_mu_;
   std::map<std::string, TimeZone, std::less<>> zones_;
 
@@ -833,6 +863,20 @@ void PgStore::WriterLoop() {
         task.emplace(std::move(std::get<TaskJob>(queue_.front())));
         queue_.pop_front();
       } else {
+        // Group commit under load: each group pays for the rollup rows of every series it
+        // touches (a 1h and a 1d bucket at least), so a busy writer should commit full groups
+        // rather than alternate between a few batches and many. When fewer readings are queued
+        // than the last group held, wait for the batches still coming, at most a quarter of the
+        // last commit's time and never more than 5 ms (like PostgreSQL's commit_delay). An idle
+        // writer (the last group was no larger than this one) starts at once.
+        if (!queue_.empty() && last_group_readings_ > 0 && queued_readings_ < last_group_readings_) {
+          auto deadline = std::chrono::steady_clock::now() +
+                          std::min<std::chrono::steady_clock::duration>(last_commit_time_ / 4,
+                                                                        std::chrono::milliseconds(5));
+          while (queued_readings_ < last_group_readings_ && !stopping_) {
+            if (queue_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+          }
+        }
         std::size_t total = 0;
         while (!queue_.empty() && std::holds_alternative<IngestJob>(queue_.front())) {
           auto& next = std::get<IngestJob>(queue_.front());
@@ -851,7 +895,12 @@ void PgStore::WriterLoop() {
     if (task) {
       task->promise.set_value(task->fn());
     } else if (!group.empty()) {
+      const auto started = std::chrono::steady_clock::now();
+      std::size_t n = 0;
+      for (const auto& job : group) n += job.readings.size();
       CommitGroup(group);
+      last_commit_time_ = std::chrono::steady_clock::now() - started;
+      last_group_readings_ = n;
     }
     if (auto st = FlushRequestLog(); !st) {
       spdlog::warn("store: request log rows dropped: {}", st.error().message);
@@ -1156,34 +1205,55 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     add[{s.series, kLevel1d, org.days->DayStart(s.ts)}].Add(s.ts, s.value);
   }
   if (!add.empty()) {
-    std::vector<std::int64_t> ks, kl, kb;
-    for (const auto& [k, agg] : add) {
-      ks.push_back(k.series);
-      kl.push_back(k.level);
-      kb.push_back(k.bucket);
-    }
-    OS_ASSIGN_OR_RETURN(PgResult old, c->Exec(
-        fmt::format("SELECT r.series_id, r.level, r.{} FROM unnest($1::int[], $2::int[], $3::bigint[]) "
-                    "AS k(s, l, b) JOIN rollups r ON r.series_id=k.s AND r.level=k.l AND r.bucket=k.b",
-                    "bucket, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, r.scaled_sum, r.double_sum"),
-        {ArrayLiteral(ks), ArrayLiteral(kl), ArrayLiteral(kb)}));
-    for (int i = 0; i < old.Rows(); ++i) {
-      RollupKey k{static_cast<int>(old.Int(i, 0)), static_cast<int>(old.Int(i, 1)), old.Int(i, 2)};
-      RollupAgg stored = ReadAgg(old, i, 3);
-      stored.Merge(add[k]);
-      add[k] = stored;
-    }
+    // Set-based: the group's partial aggregates go to the staging table in one COPY and are
+    // merged into the stored buckets by one upsert that does RollupAgg::Merge in SQL. Its WHERE
+    // takes only the cases where that is exact and identical to the C++ merge (both sums
+    // decimal, rescaled values far from the int64 limits); a bucket it skips is not counted,
+    // and then the whole merge goes back to the savepoint and runs in C++ instead (rare: a
+    // non-decimal reading or a sum near 4.6e18 units).
     std::string rows;
     rows.reserve(add.size() * 96);
     for (const auto& [k, agg] : add) AppendRollupRow(&rows, k, agg);
     OS_RETURN_IF_ERROR(c->CopyIn("COPY rollup_stage FROM STDIN", rows));
-    OS_RETURN_IF_ERROR(c->Exec(
-        "INSERT INTO rollups SELECT * FROM rollup_stage ON CONFLICT (series_id, level, bucket) DO "
-        "UPDATE SET count=excluded.count, min=excluded.min, max=excluded.max, "
-        "first_ts=excluded.first_ts, last_ts=excluded.last_ts, scale=excluded.scale, "
-        "scaled_sum=excluded.scaled_sum, double_sum=excluded.double_sum"));
+    OS_ASSIGN_OR_RETURN(PgResult merged, c->Exec(kMergeRollupsSql));
+    if (static_cast<std::size_t>(merged.Affected()) != add.size()) {
+      OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT rollup_merge; DELETE FROM rollup_stage"));
+      OS_RETURN_IF_ERROR(MergeRollupsInCpp(c, add));
+    }
   }
   return c->Commit();
+}
+
+// The stored buckets of `add`'s keys read, merged in C++ and written back (the general path of
+// the rollup merge; see CommitStaged).
+Status PgStore::MergeRollupsInCpp(Conn* c, RollupMap& add) {
+  std::vector<std::int64_t> ks, kl, kb;
+  for (const auto& [k, agg] : add) {
+    ks.push_back(k.series);
+    kl.push_back(k.level);
+    kb.push_back(k.bucket);
+  }
+  OS_ASSIGN_OR_RETURN(PgResult old, c->Exec(
+      fmt::format("SELECT r.series_id, r.level, r.{} FROM unnest($1::int[], $2::int[], $3::bigint[]) "
+                  "AS k(s, l, b) JOIN rollups r ON r.series_id=k.s AND r.level=k.l AND r.bucket=k.b",
+                  "bucket, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, r.scaled_sum, r.double_sum"),
+      {ArrayLiteral(ks), ArrayLiteral(kl), ArrayLiteral(kb)}));
+  for (int i = 0; i < old.Rows(); ++i) {
+    RollupKey k{static_cast<int>(old.Int(i, 0)), static_cast<int>(old.Int(i, 1)), old.Int(i, 2)};
+    RollupAgg stored = ReadAgg(old, i, 3);
+    stored.Merge(add[k]);
+    add[k] = stored;
+  }
+  std::string rows;
+  rows.reserve(add.size() * 96);
+  for (const auto& [k, agg] : add) AppendRollupRow(&rows, k, agg);
+  OS_RETURN_IF_ERROR(c->CopyIn("COPY rollup_stage FROM STDIN", rows));
+  return c->Exec(
+             "INSERT INTO rollups SELECT * FROM rollup_stage ON CONFLICT (series_id, level, bucket) DO "
+             "UPDATE SET count=excluded.count, min=excluded.min, max=excluded.max, "
+             "first_ts=excluded.first_ts, last_ts=excluded.last_ts, scale=excluded.scale, "
+             "scaled_sum=excluded.scaled_sum, double_sum=excluded.double_sum")
+      .map([](PgResult&&) {});
 }
 
 // ================================================================================================

@@ -1,6 +1,8 @@
 // PostgreSQL-specific behaviour (the shared contract is in store_conformance_test.cpp).
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "core/clock.hpp"
 #include "core/rollup.hpp"
 #include "store/store.hpp"
@@ -127,6 +129,54 @@ TEST_F(PostgresStore, TwoWritersIngestTheSameSeriesWithExactRollups) {
   ASSERT_EQ(hours->points.size(), 1u);
   EXPECT_EQ(hours->points[0].count, 1200);
   EXPECT_EQ(hours->points[0].v, 0.25);
+}
+
+// The writer merges rollups in SQL when the sum stays an exact int64 (both sums decimal, far
+// from the limits) and in C++ otherwise; both must give what RollupAgg::Merge gives.
+TEST_F(PostgresStore, RollupMergeOutsideTheSqlFastPathMatchesRollupAgg) {
+  auto st = Open();
+  auto org = st->CreateOrganization({"Cafe", "UTC", Tier::kFree});
+  auto dev = st->CreateDevice({org->id, "Fridge", std::nullopt, std::nullopt});
+  ASSERT_TRUE(dev);
+  const TimestampMs t0 = FloorTo(kNow - kMsPerDay, kMsPerHour);
+  struct Step {
+    const char* metric;
+    int n;
+    double v;
+  };
+  // temperature: decimal, then a non-decimal value (double sum), then decimal again.
+  // humidity: sums of 4.5e15 (scale 0) growing past 2^62 (C++ merge, still exact) and past
+  // 2^63 (C++ merge, falls back to a double sum).
+  const std::vector<Step> steps = {{"temperature", 10, 2.5},     {"temperature", 3, 1.0 / 3},
+                                   {"temperature", 4, 0.25},     {"humidity", 600, 4.5e15},
+                                   {"humidity", 1200, 4.5e15},   {"humidity", 600, 4.5e15},
+                                   {"humidity", 5, 1.5}};
+  std::map<std::string, RollupAgg> want;
+  std::map<std::string, int> next;
+  for (const Step& s : steps) {
+    std::vector<Reading> batch;
+    RollupAgg part;
+    for (int i = 0; i < s.n; ++i) {
+      TimestampMs ts = t0 + next[s.metric]++;
+      batch.push_back({dev->id, s.metric, "", ts, s.v});
+      part.Add(ts, s.v);
+    }
+    auto r = st->Ingest(org->id, batch).get();
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_EQ(r->accepted, static_cast<std::size_t>(s.n));
+    want[s.metric].Merge(part);
+  }
+  for (const auto& [metric, agg] : want) {
+    for (Resolution res : {Resolution::k5m, Resolution::k1h, Resolution::k1d}) {
+      auto got = st->QuerySeries({org->id, dev->id, metric, t0 - kMsPerDay, t0 + kMsPerDay, res});
+      ASSERT_TRUE(got) << got.error().message;
+      ASSERT_EQ(got->points.size(), 1u) << metric;
+      EXPECT_EQ(got->points[0].count, agg.count) << metric;
+      EXPECT_EQ(got->points[0].min, agg.min) << metric;
+      EXPECT_EQ(got->points[0].max, agg.max) << metric;
+      EXPECT_EQ(got->points[0].v, agg.Mean()) << metric << " " << ResolutionName(res);
+    }
+  }
 }
 
 }  // namespace
