@@ -185,8 +185,16 @@ TEST_F(CaddyTest, HstsAndSecurityHeaders) {
   ASSERT_EQ(a.status, 200) << a.head;
   for (const char* h : {"Strict-Transport-Security: max-age=63072000; includeSubDomains",
                         "X-Content-Type-Options: nosniff", "X-Frame-Options: DENY",
-                        "Referrer-Policy: no-referrer", "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'"}) {
+                        "Referrer-Policy: no-referrer", "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'"}) {
     EXPECT_TRUE(a.Has(h)) << h << "\n" << a.head;
+  }
+  // Caddy's own answers (here the refused /metrics) carry its policy; each header once.
+  const HttpAnswer refused = Request("GET", "/metrics");
+  EXPECT_TRUE(refused.Has("Content-Security-Policy: default-src 'self'; frame-ancestors 'none'")) << refused.head;
+  EXPECT_TRUE(refused.Has("Strict-Transport-Security: max-age=63072000")) << refused.head;
+  for (const std::string name : {"Content-Security-Policy:", "X-Frame-Options:", "X-Content-Type-Options:"}) {
+    const std::size_t first = a.head.find(name);
+    EXPECT_EQ(a.head.find(name, first + 1), std::string::npos) << name << " twice:\n" << a.head;
   }
   EXPECT_FALSE(a.Has("Server: Caddy")) << a.head;
 }

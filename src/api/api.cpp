@@ -703,6 +703,15 @@ Api::Api(store::Store* store, auth::TokenService* tokens, MetricsRegistry* metri
 
 Api::~Api() = default;
 
+std::vector<std::pair<std::string, std::string>> SecurityHeaders() {
+  return {{"X-Content-Type-Options", "nosniff"},
+          {"Referrer-Policy", "no-referrer"},
+          {"X-Frame-Options", "DENY"},
+          {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+          {"Cross-Origin-Resource-Policy", "same-origin"},
+          {"Cache-Control", "no-store"}};
+}
+
 const std::vector<RouteInfo>& Api::routes() const { return impl_->routes; }
 
 http::Router Api::BuildRouter() {

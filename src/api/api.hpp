@@ -40,6 +40,11 @@ struct RouteInfo {
   std::string summary;
 };
 
+// The headers every response carries (http::ServerOptions::default_headers): no MIME sniffing,
+// no referrer, never framed, and a Content-Security-Policy that lets an API answer load nothing.
+// A response that sets one of them itself (the dashboard, later) keeps its own.
+std::vector<std::pair<std::string, std::string>> SecurityHeaders();
+
 class Api {
  public:
   Api(store::Store* store, auth::TokenService* tokens, MetricsRegistry* metrics, const Clock* clock,

@@ -264,6 +264,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     http::ServerOptions hopts;
     hopts.listen = cfg.listen;
     hopts.worker_threads = cfg.http_worker_threads;
+    hopts.default_headers = api::SecurityHeaders();
     hopts.on_complete = [&api](const http::Request& req, const std::string& route, int status,
                                std::chrono::microseconds duration) {
       api.OnComplete(req, route, status, duration);

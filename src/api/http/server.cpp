@@ -359,6 +359,9 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       msg.insert(name, value);
     }
+    for (const auto& [name, value] : options_.default_headers) {
+      if (msg.find(name) == msg.end()) msg.set(name, value);
+    }
   }
 
   void WriteResponse(Response res) {

@@ -153,6 +153,9 @@ struct ServerOptions {
   std::function<void(const Request&, const std::string& route, int status,
                      std::chrono::microseconds duration)>
       on_complete;
+  // Added to every response (handlers', streams' and the server's own errors) unless the
+  // response sets a header of that name itself: the security headers (api::SecurityHeaders()).
+  std::vector<std::pair<std::string, std::string>> default_headers;
 };
 
 // A running server. Start binds and starts the threads; Shutdown (or the destructor) stops it.
