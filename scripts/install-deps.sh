@@ -14,7 +14,7 @@ packages=(
   # promtool from prometheus; systemd-analyze checks the units)
   mosquitto mosquitto-clients postgresql-15 caddy prometheus systemd
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl
+  libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl curl
 )
 
 missing=()
