@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <fcntl.h>
 
@@ -174,6 +175,38 @@ TEST_F(SecretsTest, ServiceUser0600IsAcceptedAndAStrangersFileRefused) {
   const Ran denied = Run(Migrate(), {}, static_cast<int>(nobody->pw_uid));
   EXPECT_EQ(denied.code, 1);
   EXPECT_NE(denied.output.find("LoadCredential=secrets.env:"), std::string::npos) << denied.output;
+}
+
+// systemd's LoadCredential leaves the file root-owned 0400 and grants the service user read through
+// an ACL entry (the mode then shows the mask: 0440). That is accepted; an entry for anyone else
+// is not.
+TEST_F(SecretsTest, SystemdStyleAclForTheServiceUserIsAcceptedAndForOthersRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (CI runs as root)";
+  const passwd* nobody = ::getpwnam("nobody");
+  if (nobody == nullptr) GTEST_SKIP() << "no user 'nobody'";
+  WriteSecrets(0400);
+  ASSERT_EQ(::chown((dir_ / "data").c_str(), nobody->pw_uid, nobody->pw_gid), 0);
+  auto set_acl = [&](std::uint32_t reader) {
+    // version 2; user_obj r; user <reader> r; group_obj -; mask r; other -.
+    const std::uint32_t kNone = 0xffffffff;
+    const struct {
+      std::uint16_t tag, perm;
+      std::uint32_t id;
+    } entries[] = {{1, 4, kNone}, {2, 4, reader}, {4, 0, kNone}, {0x10, 4, kNone}, {0x20, 0, kNone}};
+    std::string value("\x02\0\0\0", 4);
+    for (const auto& e : entries) value.append(reinterpret_cast<const char*>(&e), sizeof e);
+    return ::setxattr(file_.c_str(), "system.posix_acl_access", value.data(), value.size(), 0) == 0;
+  };
+  if (!set_acl(nobody->pw_uid)) GTEST_SKIP() << "the temp filesystem has no POSIX ACLs";
+  struct stat st {};
+  ASSERT_EQ(::stat(file_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0440u);
+  const Ran accepted = Run(Migrate(), {}, static_cast<int>(nobody->pw_uid));
+  EXPECT_EQ(accepted.code, 0) << accepted.output;
+  ASSERT_TRUE(set_acl(4242));
+  const Ran refused = Run(Migrate());
+  EXPECT_EQ(refused.code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("its ACL gives uid 4242 (uid 4242) permissions"), std::string::npos) << refused.output;
 }
 
 TEST_F(SecretsTest, EnvironmentWinsOverTheFileAndTheLogSaysSoWithoutValues) {
