@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "api/http/client.hpp"
+#include "opensense_process.hpp"
 
 namespace {
 
@@ -115,24 +116,7 @@ class Server {
 
  private:
   pid_t Spawn(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      int e = out == err ? o : ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(o, 1);
-      ::dup2(e, 2);
-      if (::chdir(dir_.c_str()) != 0) ::_exit(126);
-      std::vector<std::string> full = {OPENSENSE_BINARY};
-      full.insert(full.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : full) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      std::string path = "PATH=/usr/bin:/bin";
-      char* envp[] = {path.data(), nullptr};
-      ::execve(OPENSENSE_BINARY, argv.data(), envp);
-      ::_exit(127);
-    }
-    return pid;
+    return opensense::testing::SpawnOpenSense(OPENSENSE_BINARY, args, {}, out, err, dir_);
   }
   fs::path dir_;
   pid_t pid_ = -1;

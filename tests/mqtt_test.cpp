@@ -32,6 +32,7 @@
 
 #include "api/http/client.hpp"
 #include "mosquitto_fixture.hpp"
+#include "opensense_process.hpp"
 
 namespace {
 
@@ -177,25 +178,7 @@ class OpenSense {
 
  private:
   pid_t Spawn(const std::vector<std::string>& args, const fs::path& out, std::vector<std::string> env) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(o, 1);
-      ::dup2(o, 2);
-      if (::chdir(dir_.c_str()) != 0) ::_exit(126);
-      std::vector<std::string> full = {OPENSENSE_BINARY};
-      full.insert(full.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : full) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      env.push_back("PATH=/usr/bin:/bin");
-      std::vector<char*> envp;
-      for (auto& e : env) envp.push_back(e.data());
-      envp.push_back(nullptr);
-      ::execve(OPENSENSE_BINARY, argv.data(), envp.data());
-      ::_exit(127);
-    }
-    return pid;
+    return opensense::testing::SpawnOpenSense(OPENSENSE_BINARY, args, std::move(env), out, out, dir_);
   }
   fs::path dir_;
   fs::path log_;

@@ -30,6 +30,33 @@
 
 namespace opensense::testing {
 
+// Runs `binary args...` in `cwd` with PATH=/usr/bin:/bin and `env` ("NAME=value" each) as its
+// whole environment; stdout to `out`, stderr to `err` (one file when they are equal). Every test
+// that starts the real binary goes through here, so none inherits the caller's OPENSENSE_*.
+inline pid_t SpawnOpenSense(const std::string& binary, const std::vector<std::string>& args,
+                            std::vector<std::string> env, const std::filesystem::path& out,
+                            const std::filesystem::path& err, const std::filesystem::path& cwd) {
+  std::vector<std::string> argv_text = {binary};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  env.push_back("PATH=/usr/bin:/bin");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = out == err ? o : ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(o, 1);
+    ::dup2(e, 2);
+    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+    std::vector<char*> argv, envp;
+    for (auto& a : argv_text) argv.push_back(a.data());
+    for (auto& v : env) envp.push_back(v.data());
+    argv.push_back(nullptr);
+    envp.push_back(nullptr);
+    ::execve(binary.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 class OpenSenseProcess {
  public:
   explicit OpenSenseProcess(std::map<std::string, std::string> env = {}, std::string binary = OPENSENSE_BINARY)
@@ -96,25 +123,9 @@ class OpenSenseProcess {
     pid_ = -1;
   }
   pid_t Spawn(const std::vector<std::string>& args, const std::filesystem::path& out) {
-    std::vector<std::string> argv_text = {binary_};
-    argv_text.insert(argv_text.end(), args.begin(), args.end());
-    std::vector<std::string> env_text = {"PATH=/usr/bin:/bin"};
-    for (const auto& [k, v] : env_) env_text.push_back(k + "=" + v);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(o, 1);
-      ::dup2(o, 2);
-      if (::chdir(dir_.c_str()) != 0) ::_exit(126);
-      std::vector<char*> argv, envp;
-      for (auto& a : argv_text) argv.push_back(a.data());
-      for (auto& e : env_text) envp.push_back(e.data());
-      argv.push_back(nullptr);
-      envp.push_back(nullptr);
-      ::execve(binary_.c_str(), argv.data(), envp.data());
-      ::_exit(127);
-    }
-    return pid;
+    std::vector<std::string> env;
+    for (const auto& [k, v] : env_) env.push_back(k + "=" + v);
+    return SpawnOpenSense(binary_, args, std::move(env), out, out, dir_);
   }
 
   std::map<std::string, std::string> env_;

@@ -25,6 +25,7 @@
 
 #include "api/http/client.hpp"
 #include "mosquitto_fixture.hpp"
+#include "opensense_process.hpp"
 #include "store/postgres/pg_conn.hpp"
 #include "store/postgres/pg_store.hpp"
 #include "store/store.hpp"
@@ -98,25 +99,8 @@ struct Ran {
 // stdout to `out`, stderr to `err` (the same file when they are equal).
 pid_t SpawnCli(const std::vector<std::string>& args, const std::string& password, const fs::path& out,
                const fs::path& err, const fs::path& cwd = fs::temp_directory_path()) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = out == err ? o : ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    if (::chdir(cwd.c_str()) != 0) ::_exit(126);
-    std::vector<std::string> full = {OPENSENSE_BINARY};
-    full.insert(full.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : full) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::string path = "PATH=/usr/bin:/bin";
-    std::string pw = "OPENSENSE_STORE_PASSWORD=" + password;
-    char* envp[] = {path.data(), pw.data(), nullptr};
-    ::execve(OPENSENSE_BINARY, argv.data(), envp);
-    ::_exit(127);
-  }
-  return pid;
+  return opensense::testing::SpawnOpenSense(OPENSENSE_BINARY, args, {"OPENSENSE_STORE_PASSWORD=" + password},
+                                            out, err, cwd);
 }
 
 // `opensense` with --store pointing at PostgreSQL and the password in its environment only.
