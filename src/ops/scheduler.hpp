@@ -6,6 +6,9 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
+#include <string>
+#include <vector>
 #include <mutex>
 #include <thread>
 
@@ -36,11 +39,23 @@ class Scheduler {
   // Runs every job whose time has come; returns how many ran.
   int RunDue(TimestampMs now);
 
+  // Adds a periodic job (alert ticker, escalations, backups, restore drills...). `fn` gets the
+  // current time; it runs on the scheduler thread, first one tick after Start() (or at the first
+  // RunDue), then every `interval_ms`. Call before Start().
+  void AddJob(std::string name, TimestampMs interval_ms, std::function<void(TimestampMs now)> fn);
+
  private:
   store::Store* store_;
   const Clock* clock_;
   SchedulerOptions options_;
   TimestampMs next_retention_ = 0;
+  struct Job {
+    std::string name;
+    TimestampMs interval_ms = 0;
+    std::function<void(TimestampMs)> fn;
+    TimestampMs next = 0;
+  };
+  std::vector<Job> jobs_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -37,6 +37,29 @@ TEST(Scheduler, RunsRetentionWhenDueAndNotBefore) {
   EXPECT_EQ(scheduler.RunDue(kNow + kMsPerHour), 1);
 }
 
+TEST(Scheduler, AddedJobsRunAtTheirIntervalAndAFailingJobDoesNotStopOthers) {
+  store::ScratchDir dir("sched-jobs");
+  ManualClock clock(kNow);
+  auto options = store::Backends()[0].options(dir.path());
+  options.clock = &clock;
+  auto opened = store::OpenStore(options);
+  ASSERT_TRUE(opened);
+  SchedulerOptions so;
+  so.retention_interval_ms = 1000 * kMsPerDay;
+  Scheduler scheduler(opened->get(), &clock, so);
+  std::vector<TimestampMs> a_runs;
+  int b_runs = 0;
+  scheduler.AddJob("throws", kMsPerMinute, [](TimestampMs) { throw std::runtime_error("boom"); });
+  scheduler.AddJob("a", kMsPerMinute, [&](TimestampMs now) { a_runs.push_back(now); });
+  scheduler.AddJob("b", 10 * kMsPerMinute, [&](TimestampMs) { ++b_runs; });
+  scheduler.RunDue(kNow);  // retention + the three jobs (first run: due at once)
+  scheduler.RunDue(kNow + kMsPerMinute - 1);
+  scheduler.RunDue(kNow + kMsPerMinute);
+  scheduler.RunDue(kNow + 10 * kMsPerMinute);
+  EXPECT_EQ(a_runs, (std::vector<TimestampMs>{kNow, kNow + kMsPerMinute, kNow + 10 * kMsPerMinute}));
+  EXPECT_EQ(b_runs, 2);
+}
+
 TEST(Scheduler, StartAndStopAreClean) {
   store::ScratchDir dir("sched");
   ManualClock clock(kNow);

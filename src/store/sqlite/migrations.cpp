@@ -9,7 +9,7 @@ namespace opensense::store::sqlite {
 namespace {
 
 // Never edit a shipped migration: append a new one.
-constexpr std::array<const char*, 4> kMigrations = {
+constexpr std::array<const char*, 6> kMigrations = {
     // 1: organisations, sites, devices.
     R"sql(
 CREATE TABLE organizations(
@@ -129,6 +129,12 @@ CREATE TABLE api_requests(
 CREATE INDEX api_requests_at ON api_requests(at);
 ALTER TABLE sites ADD COLUMN auto_register INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 5: alert rules, rule state, alerts, notification channels, outbox, delivery attempts
+    // (issue 5). Reserved: filled by that work before it ships.
+    R"sql(SELECT 1;)sql",
+    // 6: people: memberships, magic links, sessions, invitations, audit trail (issue 6).
+    // Reserved: filled by that work before it ships.
+    R"sql(SELECT 1;)sql",
 };
 
 }  // namespace
