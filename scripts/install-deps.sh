@@ -13,6 +13,8 @@ packages=(
   # services the tests start on loopback (MQTT broker, PostgreSQL 15, the Caddy TLS proxy,
   # promtool from prometheus; systemd-analyze checks the units)
   mosquitto mosquitto-clients postgresql-15 caddy prometheus systemd
+  # backups: encryption to age recipients (opensense backup, backup_test)
+  age
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl curl
 )
