@@ -1,4 +1,5 @@
 #include "api/api.hpp"
+#include "api/api_internal.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,11 +19,11 @@
 
 namespace opensense::api {
 
-namespace {
-
 using http::Request;
 using http::Response;
 using nlohmann::json;
+
+namespace {
 
 constexpr int kMaxJsonDepth = 32;
 
@@ -40,6 +41,10 @@ int StatusFor(ErrorCode code) {
   }
   return 500;
 }
+
+}  // namespace
+
+namespace internal {
 
 Response FromError(const Error& e) {
   int status = StatusFor(e.code);
@@ -61,7 +66,7 @@ Response Unauthorized() {
 Response Forbidden(std::string_view why) { return Response::Error(403, "permission_denied", why); }
 
 // Refuses JSON nested deeper than `max` before a recursive parser sees it.
-bool NestingWithin(std::string_view s, int max) {
+static bool NestingWithin(std::string_view s, int max) {
   int depth = 0;
   bool in_string = false, escaped = false;
   for (char c : s) {
@@ -98,6 +103,12 @@ std::optional<std::int64_t> ParseId(const std::string& text) {
   if (ec != std::errc() || p != text.data() + text.size() || v <= 0) return std::nullopt;
   return v;
 }
+
+}  // namespace internal
+
+using namespace internal;
+
+namespace {
 
 std::string Base64Decode(std::string_view in) {
   auto val = [](char c) -> int {
@@ -197,14 +208,38 @@ class RateLimiter {
 
 }  // namespace
 
-struct Api::Impl {
-  store::Store* store;
-  auth::TokenService* tokens;
-  MetricsRegistry* metrics;
-  const Clock* clock;
-  ApiOptions options;
+Result<auth::Principal> internal::ApiContext::Authenticate(Request& req, bool influx) {
+  auto presented = PresentedToken(req, influx);
+  if (!presented || presented->empty()) {
+    return MakeError(ErrorCode::kPermissionDenied, "unauthenticated");
+  }
+  auto p = tokens->Verify(*presented);
+  if (!p) return tl::unexpected(p.error());
+  req.params["__principal"] = p->Describe();
+  req.params["__org"] = std::to_string(p->org);
+  return p;
+}
+
+http::Handler internal::ApiContext::User(Role role, UserHandler fn) {
+  return [this, role, fn = std::move(fn)](Request& req) -> Response {
+    auto p = Authenticate(req, false);
+    if (!p) return p.error().code == ErrorCode::kPermissionDenied ? Unauthorized() : FromError(p.error());
+    if (p->kind != TokenKind::kUser) return Forbidden("this route needs a user API token (osk_...)");
+    if (p->role < role) {
+      return Forbidden(fmt::format("this route needs the {} role", RoleName(role)));
+    }
+    return fn(req, *p);
+  };
+}
+
+void internal::ApiContext::Route(http::Router& r, std::string method, std::string pattern,
+                                 std::string summary, http::Handler h) {
+  routes.push_back({method, pattern, std::move(summary)});
+  r.Add(std::move(method), std::move(pattern), std::move(h));
+}
+
+struct Api::Impl : internal::ApiContext {
   RateLimiter limiter;
-  std::vector<RouteInfo> routes;
   // Gateway device names already resolved: (site, name) -> device. Dropped whenever this process
   // changes a device, and after a minute (changes made by another process).
   std::shared_mutex names_mu;
@@ -214,43 +249,9 @@ struct Api::Impl {
   MqttHooks mqtt_hooks;
 
   Impl(store::Store* s, auth::TokenService* t, MetricsRegistry* m, const Clock* c, ApiOptions o)
-      : store(s), tokens(t), metrics(m), clock(c), options(o),
+      : ApiContext(s, t, m, c, o),
         limiter(o.ingest_rate_per_token, o.ingest_burst_per_token),
         mqtt_hooks(s, t, m, c, o.mqtt_hooks) {}
-
-  // ---- authentication ---------------------------------------------------------------------
-
-  Result<auth::Principal> Authenticate(Request& req, bool influx) {
-    auto presented = PresentedToken(req, influx);
-    if (!presented || presented->empty()) {
-      return MakeError(ErrorCode::kPermissionDenied, "unauthenticated");
-    }
-    auto p = tokens->Verify(*presented);
-    if (!p) return tl::unexpected(p.error());
-    req.params["__principal"] = p->Describe();
-    req.params["__org"] = std::to_string(p->org);
-    return p;
-  }
-
-  // A user token with at least `role`.
-  template <typename Fn>
-  http::Handler User(Role role, Fn fn) {
-    return [this, role, fn](Request& req) -> Response {
-      auto p = Authenticate(req, false);
-      if (!p) return p.error().code == ErrorCode::kPermissionDenied ? Unauthorized() : FromError(p.error());
-      if (p->kind != TokenKind::kUser) return Forbidden("this route needs a user API token (osk_...)");
-      if (p->role < role) {
-        return Forbidden(fmt::format("this route needs the {} role", RoleName(role)));
-      }
-      return fn(req, *p);
-    };
-  }
-
-  void Route(http::Router& r, std::string method, std::string pattern, std::string summary,
-             http::Handler h) {
-    routes.push_back({method, pattern, std::move(summary)});
-    r.Add(std::move(method), std::move(pattern), std::move(h));
-  }
 
   // ---- ingest -------------------------------------------------------------------------------
 
@@ -530,20 +531,40 @@ struct Api::Impl {
     return Response::Json(200, json({{"device", dev->id}, {"token", token->token}}).dump());
   }
 
-  Response Latest(Request& req, const auth::Principal& p) {
-    auto dev = DeviceParam(req, p);
-    if (!dev) return FromError(dev.error());
-    auto latest = store->Latest(p.org, dev->id);
-    if (!latest) return FromError(latest.error());
+  // {"device", "metrics": [{"metric", "unit", "t", "v"}], "last_seen"} of one device.
+  Result<json> LatestJson(OrgId org, DeviceId device) {
+    auto latest = store->Latest(org, device);
+    if (!latest) return tl::unexpected(latest.error());
     json metrics_json = json::array();
     TimestampMs last_seen = 0;
     for (const auto& l : *latest) {
       metrics_json.push_back({{"metric", l.metric}, {"unit", l.unit}, {"t", l.ts}, {"v", l.value}});
       last_seen = std::max(last_seen, l.ts);
     }
-    json j = {{"device", dev->id}, {"metrics", metrics_json}};
+    json j = {{"device", device}, {"metrics", metrics_json}};
     j["last_seen"] = last_seen > 0 ? json(last_seen) : json(nullptr);
-    return Response::Json(200, j.dump());
+    return j;
+  }
+
+  Response Latest(Request& req, const auth::Principal& p) {
+    auto dev = DeviceParam(req, p);
+    if (!dev) return FromError(dev.error());
+    auto j = LatestJson(p.org, dev->id);
+    return j ? Response::Json(200, j->dump()) : FromError(j.error());
+  }
+
+  // The latest values of every device of the caller's organisation (decommissioned ones too).
+  Response LatestAll(const auth::Principal& p) {
+    auto list = store->ListDevices(p.org);
+    if (!list) return FromError(list.error());
+    json devices = json::array();
+    for (const auto& d : *list) {
+      auto j = LatestJson(p.org, d.id);
+      if (!j) return FromError(j.error());
+      (*j)["name"] = d.name;
+      devices.push_back(std::move(*j));
+    }
+    return Response::Json(200, json({{"devices", devices}}).dump());
   }
 
   Result<SeriesQuery> SeriesQueryFrom(const Request& req, const auth::Principal& p, DeviceId device) {
@@ -760,6 +781,8 @@ http::Router Api::BuildRouter() {
            m->User(Role::kAdmin, [m](Request& req, P p) { return m->RotateDevice(req, p); }));
   m->Route(r, "GET", "/api/v1/devices/{id}/latest", "Last value per metric and last-seen time",
            m->User(Role::kViewer, [m](Request& req, P p) { return m->Latest(req, p); }));
+  m->Route(r, "GET", "/api/v1/latest", "Last value per metric of every device",
+           m->User(Role::kViewer, [m](Request&, P p) { return m->LatestAll(p); }));
   m->Route(r, "GET", "/api/v1/devices/{id}/series", "A series at raw, 5m, 1h, 1d or auto resolution",
            m->User(Role::kViewer, [m](Request& req, P p) { return m->Series(req, p); }));
   m->Route(r, "GET", "/api/v1/devices/{id}/series.csv", "The same as CSV, in the organisation's time zone",

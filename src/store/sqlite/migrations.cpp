@@ -9,7 +9,7 @@ namespace opensense::store::sqlite {
 namespace {
 
 // Never edit a shipped migration: append a new one.
-constexpr std::array<const char*, 6> kMigrations = {
+constexpr std::array<const char*, 7> kMigrations = {
     // 1: organisations, sites, devices.
     R"sql(
 CREATE TABLE organizations(
@@ -135,6 +135,44 @@ ALTER TABLE sites ADD COLUMN auto_register INTEGER NOT NULL DEFAULT 0;
     // 6: people: memberships, magic links, sessions, invitations, audit trail (issue 6).
     // Reserved: filled by that work before it ships.
     R"sql(SELECT 1;)sql",
+    // 7: the notification outbox (store/outbox.hpp) and the delivery-attempt log (kept 90
+    // days). Notification channels join this migration with the notify module (issue 5).
+    R"sql(
+CREATE TABLE notification_outbox(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER REFERENCES organizations(id),
+  channel_id INTEGER,
+  channel_kind TEXT NOT NULL CHECK (channel_kind IN ('email','telegram','webhook')),
+  recipient TEXT NOT NULL DEFAULT '',
+  subject TEXT NOT NULL DEFAULT '',
+  text_body TEXT NOT NULL DEFAULT '',
+  html_body TEXT NOT NULL DEFAULT '',
+  payload_json TEXT NOT NULL DEFAULT '',
+  idempotency_key TEXT NOT NULL UNIQUE,
+  alert_id INTEGER,
+  event_id INTEGER,
+  created_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','sent','failed','cancelled')),
+  last_error TEXT NOT NULL DEFAULT '',
+  done_at INTEGER);
+CREATE INDEX notification_outbox_due ON notification_outbox(next_attempt_at) WHERE state = 'pending';
+CREATE INDEX notification_outbox_org ON notification_outbox(org_id, created_at);
+CREATE TABLE notification_attempts(
+  id INTEGER PRIMARY KEY,
+  outbox_id INTEGER NOT NULL,
+  org_id INTEGER,
+  at INTEGER NOT NULL,
+  channel_kind TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  status TEXT NOT NULL,            -- sent | retry | failed
+  provider_code INTEGER,           -- HTTP status, or null when no answer came
+  latency_ms INTEGER NOT NULL,
+  detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX notification_attempts_at ON notification_attempts(at);
+CREATE INDEX notification_attempts_outbox ON notification_attempts(outbox_id);
+)sql",
 };
 
 }  // namespace
