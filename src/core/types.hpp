@@ -77,6 +77,24 @@ struct TokenRecord {
   std::optional<TimestampMs> last_used_at;
 };
 
+// What compliance reports and alert rules need to know about a device. Every field is optional
+// (a device registered without them reports with "not set").
+struct DeviceProfile {
+  // Target range of the device's temperature (metric "temperature", °C): e.g. 2-8 for a
+  // medicine fridge. Either bound may be absent (a freezer has only a maximum).
+  std::optional<double> target_min;
+  std::optional<double> target_max;
+  // How often the device is expected to report, in seconds: a report counts readings
+  // received against readings expected, and a longer silence is a gap (offline period).
+  std::optional<std::int64_t> expected_interval_s;
+  // A medicine store: reports give its mean kinetic temperature.
+  bool medicine_storage = false;
+  // Calibration certificate: issue date and due date, local calendar dates "YYYY-MM-DD".
+  std::optional<std::string> calibration_date;
+  std::optional<std::string> calibration_due;
+  bool operator==(const DeviceProfile&) const = default;
+};
+
 struct Device {
   DeviceId id = 0;
   OrgId org_id = 0;
@@ -85,6 +103,7 @@ struct Device {
   std::optional<std::string> serial;  // unique within the organisation (MAC, manufacturer id)
   bool decommissioned = false;        // no new readings; history stays for its retention
   TimestampMs created_at = 0;
+  DeviceProfile profile;
 };
 
 // One measurement as it arrives. `unit` empty means "the metric's default unit".

@@ -18,4 +18,10 @@ bool IsKnownUnit(std::string_view unit);
 // The unit used when a reading of a well-known metric names none ("temperature" -> "Cel").
 std::optional<std::string_view> DefaultUnitFor(std::string_view metric);
 
+// A calendar date "YYYY-MM-DD" (a real day of the Gregorian calendar, years 1900-9999).
+bool IsValidCalendarDate(std::string_view date);
+// Finite limits with min < max, an interval of 1 s to 1 day, valid calendar dates with the due
+// date not before the certificate date. The error names the field.
+Status ValidateDeviceProfile(const DeviceProfile& profile);
+
 }  // namespace opensense

@@ -65,6 +65,7 @@ struct NewDevice {
   std::optional<std::string> serial;
 };
 
+  DeviceProfile profile;  // validated (ValidateDeviceProfile)
 // What the retention job deleted (or would delete, in a dry run) for one data class.
 struct RetentionClassReport {
   DataClass data_class = DataClass::kRawReadings;
@@ -102,6 +103,7 @@ struct DeviceUpdate {
   std::optional<std::optional<std::string>> serial;
 };
 
+  std::optional<DeviceProfile> profile;  // replaces the whole profile; validated
 struct StoreStats {
   std::int64_t head_readings = 0;   // acknowledged, logged, not yet compacted into chunks
   std::int64_t chunk_readings = 0;  // readings in compacted chunks

@@ -588,6 +588,45 @@ TEST_P(StoreConformance, UsersSitesAndDeviceUpdates) {
   EXPECT_EQ(store_->GetSite(org, site->id).error().code, ErrorCode::kNotFound);
 }
 
+TEST_P(StoreConformance, DeviceProfileIsStoredValidatedAndScoped) {
+  OrgId org = NewOrg(), other = NewOrg();
+  DeviceProfile p;
+  p.target_min = 2;
+  p.target_max = 8;
+  p.expected_interval_s = 300;
+  p.medicine_storage = true;
+  p.calibration_date = "2025-03-01";
+  p.calibration_due = "2026-03-01";
+  auto created = store_->CreateDevice({org, "Vaccines", std::nullopt, std::nullopt, p});
+  ASSERT_TRUE(created) << created.error().message;
+  EXPECT_EQ(created->profile, p);
+  EXPECT_EQ(store_->GetDevice(org, created->id)->profile, p);
+  Reopen();
+  EXPECT_EQ(store_->ListDevices(org)->front().profile, p);
+
+  DeviceUpdate up;
+  up.name = "Vaccines 2";  // the profile stays when the update does not name it
+  EXPECT_EQ(store_->UpdateDevice(org, created->id, up)->profile, p);
+  DeviceProfile freezer;
+  freezer.target_max = -18;
+  up.profile = freezer;
+  EXPECT_EQ(store_->UpdateDevice(org, created->id, up)->profile, freezer);
+  EXPECT_EQ(store_->UpdateDevice(other, created->id, up).error().code, ErrorCode::kNotFound);
+
+  for (auto bad : std::vector<DeviceProfile>{
+           DeviceProfile{8, 2}, DeviceProfile{std::nan(""), std::nullopt},
+           DeviceProfile{std::nullopt, std::nullopt, 0},
+           DeviceProfile{std::nullopt, std::nullopt, std::nullopt, false, "2025-02-30"},
+           DeviceProfile{std::nullopt, std::nullopt, std::nullopt, false, "2025-03-01", "2025-02-01"}}) {
+    up.profile = bad;
+    EXPECT_EQ(store_->UpdateDevice(org, created->id, up).error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(store_->CreateDevice({org, "X", std::nullopt, std::nullopt, bad}).error().code,
+              ErrorCode::kInvalidArgument);
+  }
+  EXPECT_EQ(store_->GetDevice(org, created->id)->profile, freezer);  // nothing half-written
+  EXPECT_EQ(store_->ListDevices(org)->size(), 1u);
+}
+
 TEST_P(StoreConformance, LatestCoversCompactedAndRecentReadings) {
   OrgId org = NewOrg(), other = NewOrg();
   DeviceId d = NewDevice(org);

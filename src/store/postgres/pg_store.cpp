@@ -164,7 +164,8 @@ RollupAgg ReadAgg(const PgResult& r, int row, int col) {
 }
 
 constexpr const char* kDeviceColumns =
-    "id, org_id, site_id, name, serial, decommissioned_at IS NOT NULL, created_at";
+    "id, org_id, site_id, name, serial, decommissioned_at IS NOT NULL, created_at, "
+    "target_min, target_max, expected_interval_s, medicine_storage, calibration_date, calibration_due";
 
 Device ReadDevice(const PgResult& r, int i) {
   Device d;
@@ -175,6 +176,12 @@ Device ReadDevice(const PgResult& r, int i) {
   if (!r.IsNull(i, 4)) d.serial = std::string(r.Text(i, 4));
   d.decommissioned = r.Bool(i, 5);
   d.created_at = r.Int(i, 6);
+  if (!r.IsNull(i, 7)) d.profile.target_min = r.Double(i, 7);
+  if (!r.IsNull(i, 8)) d.profile.target_max = r.Double(i, 8);
+  d.profile.expected_interval_s = r.OptInt(i, 9);
+  d.profile.medicine_storage = r.Bool(i, 10);
+  if (!r.IsNull(i, 11)) d.profile.calibration_date = std::string(r.Text(i, 11));
+  if (!r.IsNull(i, 12)) d.profile.calibration_due = std::string(r.Text(i, 12));
   return d;
 }
 
@@ -593,6 +600,7 @@ Result<Device> PgStore::CreateDevice(const NewDevice& device) {
   if (device.serial && (device.serial->empty() || device.serial->size() > 128)) {
     return MakeError(ErrorCode::kInvalidArgument, "a serial has 1-128 characters");
   }
+  OS_RETURN_IF_ERROR(ValidateDeviceProfile(device.profile));
   OS_RETURN_IF_ERROR(GetOrganization(device.org));
   if (device.site) OS_RETURN_IF_ERROR(GetSite(device.org, *device.site));
   Device out;
@@ -602,9 +610,14 @@ Result<Device> PgStore::CreateDevice(const NewDevice& device) {
   out.serial = device.serial;
   out.created_at = clock_->NowMs();
   auto r = Query(
-      "INSERT INTO devices(org_id, site_id, name, serial, created_at) VALUES($1,$2,$3,$4,$5) "
-      "RETURNING id",
-      {P(device.org), P(device.site), P(device.name), P(device.serial), P(out.created_at)});
+      "INSERT INTO devices(org_id, site_id, name, serial, created_at, target_min, target_max, "
+      "expected_interval_s, medicine_storage, calibration_date, calibration_due) "
+      "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id",
+      {P(device.org), P(device.site), P(device.name), P(device.serial), P(out.created_at),
+       P(device.profile.target_min), P(device.profile.target_max), P(device.profile.expected_interval_s),
+       P(device.profile.medicine_storage), P(device.profile.calibration_date),
+       P(device.profile.calibration_due)});
+  out.profile = device.profile;
   if (!r) {
     if (r.error().code == ErrorCode::kAlreadyExists) {
       return MakeError(ErrorCode::kAlreadyExists,
@@ -663,13 +676,19 @@ Result<Device> PgStore::UpdateDevice(OrgId org, DeviceId id, const DeviceUpdate&
       ((*update.serial)->empty() || (*update.serial)->size() > 128)) {
     return MakeError(ErrorCode::kInvalidArgument, "a serial has 1-128 characters");
   }
+  if (update.profile) OS_RETURN_IF_ERROR(ValidateDeviceProfile(*update.profile));
   OS_ASSIGN_OR_RETURN(Device current, GetDevice(org, id));
   if (update.site && *update.site) OS_RETURN_IF_ERROR(GetSite(org, **update.site));
+  const DeviceProfile& pr = update.profile ? *update.profile : current.profile;
   std::string name = update.name ? *update.name : current.name;
   std::optional<SiteId> site = update.site ? *update.site : current.site_id;
   std::optional<std::string> serial = update.serial ? *update.serial : current.serial;
-  auto r = Query("UPDATE devices SET name=$1, site_id=$2, serial=$3 WHERE id=$4 AND org_id=$5",
-                 {P(name), P(site), P(serial), P(id), P(org)});
+  auto r = Query("UPDATE devices SET name=$1, site_id=$2, serial=$3, target_min=$6, target_max=$7, "
+                 "expected_interval_s=$8, medicine_storage=$9, calibration_date=$10, calibration_due=$11 "
+                 "WHERE id=$4 AND org_id=$5",
+                 {P(name), P(site), P(serial), P(id), P(org), P(pr.target_min), P(pr.target_max),
+                  P(pr.expected_interval_s), P(pr.medicine_storage), P(pr.calibration_date),
+                  P(pr.calibration_due)});
   if (!r && r.error().code == ErrorCode::kAlreadyExists) {
     return MakeError(ErrorCode::kAlreadyExists,
                      fmt::format("a device with serial '{}' exists already", serial.value_or("")));

@@ -185,9 +185,25 @@ Device ReadDevice(Stmt* s) {
   d.created_at = s->Int(6);
   return d;
 }
+  if (!s->IsNull(7)) d.profile.target_min = s->Double(7);
+  if (!s->IsNull(8)) d.profile.target_max = s->Double(8);
+  if (!s->IsNull(9)) d.profile.expected_interval_s = s->Int(9);
+  d.profile.medicine_storage = s->Int(10) != 0;
+  if (!s->IsNull(11)) d.profile.calibration_date = s->Text(11);
+  if (!s->IsNull(12)) d.profile.calibration_due = s->Text(12);
 
 // Steps a bound device query once: the device, or kNotFound with `missing`.
 Result<Device> OneDevice(Stmt* s, std::string missing) {
+// Binds the profile columns at `first`, first + 1, ... (target_min .. calibration_due).
+void BindDeviceProfile(Stmt* s, int first, const DeviceProfile& p) {
+  if (p.target_min) s->Bind(first, *p.target_min); else s->BindNull(first);
+  if (p.target_max) s->Bind(first + 1, *p.target_max); else s->BindNull(first + 1);
+  if (p.expected_interval_s) s->Bind(first + 2, *p.expected_interval_s); else s->BindNull(first + 2);
+  s->Bind(first + 3, p.medicine_storage ? 1 : 0);
+  if (p.calibration_date) s->Bind(first + 4, *p.calibration_date); else s->BindNull(first + 4);
+  if (p.calibration_due) s->Bind(first + 5, *p.calibration_due); else s->BindNull(first + 5);
+}
+
   auto row = s->Step();
   if (!row || !*row) {
     s->Reset();
@@ -797,10 +813,13 @@ Result<Device> SqliteStore::CreateDevice(const NewDevice& device) {
     if (!found) return MakeError(ErrorCode::kNotFound, fmt::format("no site {}", *device.site));
   }
   OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
-      "INSERT INTO devices(org_id, site_id, name, serial, created_at) VALUES(?,?,?,?,?)"));
+      "INSERT INTO devices(org_id, site_id, name, serial, created_at, target_min, target_max, "
+      "expected_interval_s, medicine_storage, calibration_date, calibration_due) "
+      "VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
   Device out;
   out.org_id = device.org;
   out.site_id = device.site;
+  OS_RETURN_IF_ERROR(ValidateDeviceProfile(device.profile));
   out.name = device.name;
   out.serial = device.serial;
   out.created_at = clock_->NowMs();
@@ -818,13 +837,16 @@ Result<Device> SqliteStore::CreateDevice(const NewDevice& device) {
     return tl::unexpected(st.error());
   }
   out.id = meta_db_->LastInsertRowid();
+  out.profile = device.profile;
+  BindDeviceProfile(s, 6, device.profile);
   return out;
 }
 
 Result<Device> SqliteStore::GetDevice(OrgId org, DeviceId id) {
   std::lock_guard lock(meta_mu_);
   OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
-      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
+      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at, "
+      "target_min, target_max, expected_interval_s, medicine_storage, calibration_date, calibration_due FROM devices "
       "WHERE id=? AND org_id=?"));
   s->Bind(1, id).Bind(2, org);
   return OneDevice(s, fmt::format("no device {}", id));
@@ -833,7 +855,8 @@ Result<Device> SqliteStore::GetDevice(OrgId org, DeviceId id) {
 Result<Device> SqliteStore::FindDeviceBySerial(OrgId org, std::string_view serial) {
   std::lock_guard lock(meta_mu_);
   OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
-      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
+      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at, "
+      "target_min, target_max, expected_interval_s, medicine_storage, calibration_date, calibration_due FROM devices "
       "WHERE org_id=? AND serial=?"));
   s->Bind(1, org).Bind(2, serial);
   return OneDevice(s, fmt::format("no device with serial '{}'", serial));
@@ -842,7 +865,8 @@ Result<Device> SqliteStore::FindDeviceBySerial(OrgId org, std::string_view seria
 Result<std::vector<Device>> SqliteStore::ListDevices(OrgId org) {
   std::lock_guard lock(meta_mu_);
   OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
-      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at FROM devices "
+      "SELECT id, org_id, site_id, name, serial, decommissioned_at, created_at, "
+      "target_min, target_max, expected_interval_s, medicine_storage, calibration_date, calibration_due FROM devices "
       "WHERE org_id=? ORDER BY id"));
   s->Bind(1, org);
   std::vector<Device> out;
@@ -941,15 +965,19 @@ Result<Device> SqliteStore::UpdateDevice(OrgId org, DeviceId id, const DeviceUpd
   {
     std::lock_guard lock(meta_mu_);
     OS_ASSIGN_OR_RETURN(Stmt * s, meta_db_->Prepare(
-        "UPDATE devices SET name=?, site_id=?, serial=? WHERE id=? AND org_id=?"));
+        "UPDATE devices SET name=?, site_id=?, serial=?, target_min=?, target_max=?, "
+        "expected_interval_s=?, medicine_storage=?, calibration_date=?, calibration_due=? "
+        "WHERE id=? AND org_id=?"));
+    BindDeviceProfile(s, 4, update.profile ? *update.profile : current.profile);
     std::string name = update.name ? *update.name : current.name;
     std::optional<SiteId> site = update.site ? *update.site : current.site_id;
     std::optional<std::string> serial = update.serial ? *update.serial : current.serial;
     s->Bind(1, name);
     if (site) s->Bind(2, *site); else s->BindNull(2);
     if (serial) s->Bind(3, *serial); else s->BindNull(3);
-    auto st = s->Bind(4, id).Bind(5, org).Run();
+    auto st = s->Bind(10, id).Bind(11, org).Run();
     if (!st && st.error().code == ErrorCode::kAlreadyExists) {
+  if (update.profile) OS_RETURN_IF_ERROR(ValidateDeviceProfile(*update.profile));
       return MakeError(ErrorCode::kAlreadyExists,
                        fmt::format("a device with serial '{}' exists already", serial.value_or("")));
     }
