@@ -15,6 +15,7 @@
 #include <semaphore>
 #include <thread>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdint>
 #include <filesystem>
@@ -84,6 +85,26 @@ inline double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   std::size_t n = v.size();
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// The p-th percentile (nearest rank) of `v`; 0 when empty.
+inline double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+// "21.37", "-0.05": hundredths as a decimal with two places (line protocol bodies).
+inline void AppendCents(std::string& out, std::int32_t c) {
+  if (c < 0) {
+    out.push_back('-');
+    c = -c;
+  }
+  out += std::to_string(c / 100);
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + (c % 100) / 10));
+  out.push_back(static_cast<char>('0' + c % 10));
 }
 
 // A directory under `parent` removed (with its content) when the object dies.

@@ -134,18 +134,6 @@ Data MakeData(int devices, int timestamps, TimestampMs start) {
   return d;
 }
 
-// "21.37", "-0.05": hundredths as a decimal with two places.
-void AppendCents(std::string& out, std::int32_t c) {
-  if (c < 0) {
-    out.push_back('-');
-    c = -c;
-  }
-  out += std::to_string(c / 100);
-  out.push_back('.');
-  out.push_back(static_cast<char>('0' + (c % 100) / 10));
-  out.push_back(static_cast<char>('0' + c % 10));
-}
-
 // Readings [first, first + n) of the time-ordered stream (index i: timestamp i / per_ts, series
 // i % per_ts) as line protocol; `first` and `n` are even, so each line holds both metrics.
 std::string LineBatch(const Data& d, std::int64_t first, std::int64_t n) {
@@ -172,13 +160,6 @@ template <typename T>
 T Must(Result<T> r, std::string_view what) {
   if (!r) throw std::runtime_error(fmt::format("{}: {}", what, r.error().ToString()));
   return std::move(*r);
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
 // ---- the writer in this process (reference rate) -------------------------------------------

@@ -17,6 +17,8 @@ packages=(
   age
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl curl
+  # the peers of bench/peers/run (its smoke mode is in the test suite)
+  influxdb victoria-metrics
 )
 
 missing=()

@@ -509,4 +509,33 @@ TEST(ApiDurability, EveryAcknowledgedBatchSurvivesSigkill) {
   }
 }
 
+TEST_F(Api, LatestOfEveryDeviceStaysInTheOrganisation) {
+  long long t = NowMs();
+  ASSERT_EQ(S().Call("POST", "/api/v1/ingest", W().device_a, json({{"ts", t - 2000}, {"temperature", 3.25}}).dump()).status,
+            200);
+  ASSERT_EQ(S().Call("POST", "/api/v1/ingest", W().device_b, json({{"ts", t - 2000}, {"humidity", 71.5}}).dump()).status,
+            200);
+  auto a = S().Call("GET", "/api/v1/latest", W().owner_a);
+  ASSERT_EQ(a.status, 200) << a.body;
+  bool seen_a = false;
+  for (const auto& d : json::parse(a.body).at("devices")) {
+    EXPECT_NE(d["device"], W().dev_b) << a.body;
+    if (d["device"] != W().dev_a) continue;
+    seen_a = true;
+    EXPECT_TRUE(d["name"].is_string());
+    EXPECT_GE(d["last_seen"].get<long long>(), t - 2000);
+    bool temperature = false;
+    for (const auto& m : d["metrics"]) {
+      if (m["metric"] == "temperature" && m["t"].get<long long>() == t - 2000) temperature = m["v"] == 3.25;
+    }
+    EXPECT_TRUE(temperature) << d.dump();
+  }
+  EXPECT_TRUE(seen_a) << a.body;
+  auto b = json::parse(S().Call("GET", "/api/v1/latest", W().owner_b).body);
+  ASSERT_TRUE(b.contains("devices")) << b.dump();
+  for (const auto& d : b["devices"]) EXPECT_NE(d["device"], W().dev_a) << b.dump();
+  EXPECT_EQ(S().Call("GET", "/api/v1/latest").status, 401);
+  EXPECT_EQ(S().Call("GET", "/api/v1/latest", W().device_a).status, 403);
+}
+
 }  // namespace
