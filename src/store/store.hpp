@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "core/metrics.hpp"
 #include "core/retention.hpp"
 #include "core/types.hpp"
+#include "store/alert_store.hpp"
 
 namespace opensense::store {
 
@@ -112,6 +114,16 @@ struct StoreStats {
   std::int64_t file_bytes = 0;      // database size on disk (after checkpoint)
 };
 
+// Readings of one organisation that a commit made durable (accepted: neither rejected nor
+// duplicates), in the order they were submitted.
+struct CommittedReadings {
+  OrgId org = 0;
+  std::vector<Reading> readings;
+};
+// Called on the writer thread right after each durable commit that stored readings. It must
+// return at once (queue and go): the alert evaluator hands the batches to its own thread.
+using CommitListener = std::function<void(std::vector<CommittedReadings>&& committed)>;
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -189,6 +201,11 @@ class Store {
   virtual Result<StoreStats> Stats() = 0;
   // OK when the store answers a query, the writer runs, and its queue is below 90 % full.
   virtual Status Ready() = 0;
+
+  // Alert rules, rule state, alerts and alert events (store/alert_store.hpp).
+  virtual AlertStore& Alerts() = 0;
+  // Hands every commit's readings to `listener` (nullptr: nobody). Set it before readings flow.
+  virtual void SetCommitListener(CommitListener listener) = 0;
 
   // Completes every queued batch, stops the writer and closes connections. Idempotent.
   virtual void Close() = 0;

@@ -38,6 +38,8 @@
 #include "core/rollup.hpp"
 #include "core/time_zone.hpp"
 #include "core/validation.hpp"
+#include "store/commit_listener.hpp"
+#include "store/postgres/pg_alert_store.hpp"
 #include "store/postgres/pg_conn.hpp"
 #include "store/postgres/pg_schema.hpp"
 
@@ -268,6 +270,8 @@ class PgStore final : public Store {
   Status Compact() override;
   Result<StoreStats> Stats() override;
   Status Ready() override;
+  AlertStore& Alerts() override { return *alerts_; }
+  void SetCommitListener(CommitListener listener) override { commit_listener_.Set(std::move(listener)); }
   void Close() override;
 
  private:
@@ -316,6 +320,10 @@ class PgStore final : public Store {
   SystemClock system_clock_;
   const Clock* clock_;
   Pool pool_;
+  std::unique_ptr<AlertStore> alerts_ = MakePgAlertStore(&pool_);
+  CommitListenerSlot commit_listener_;
+  // (job, reading) of each reading the last CommitStaged stored, when someone listens.
+  std::vector<std::pair<std::size_t, std::size_t>> committed_refs_;
   int schema_version_ = 0;
 
   // Writer thread state.
@@ -945,6 +953,7 @@ Status PgStore::LockSeries(Conn* conn, std::vector<int> ids) {
 void PgStore::CommitGroup(std::vector<IngestJob>& group) {
   const TimestampMs started = clock_->NowMs();
   std::vector<IngestResult> results(group.size());
+  committed_refs_.clear();
   Status st = CommitStaged(group, results);
   if (!st) {
     if (wconn_) {
@@ -975,6 +984,10 @@ void PgStore::CommitGroup(std::vector<IngestJob>& group) {
     res.accepted = group[j].readings.size() - res.duplicates - res.rejected.size();
     group[j].promise.set_value(std::move(res));
   }
+  // Durable and acknowledged: hand the stored readings on (the alert evaluator queues them).
+  commit_listener_.Deliver(committed_refs_, [&](std::size_t j) { return group[j].org; },
+                           [&](std::size_t j, std::size_t i) -> const Reading& { return group[j].readings[i]; });
+  committed_refs_.clear();
 }
 
 Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<IngestResult>& results) {
@@ -1084,6 +1097,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     TimestampMs ts;
     double value;
     std::size_t job;
+    std::size_t index = 0;  // of the reading in its job
   };
   std::vector<Staged> staged;
   std::unordered_set<std::pair<int, TimestampMs>, KeyHash> in_group;
@@ -1164,7 +1178,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
         ++res.duplicates;
         continue;
       }
-      staged.push_back({series->id, r.ts, r.value, j});
+      staged.push_back({series->id, r.ts, r.value, j, i});
     }
   }
   if (staged.empty()) return Ok();
@@ -1218,6 +1232,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       ++results[s.job].duplicates;
       continue;
     }
+    if (commit_listener_.active()) committed_refs_.emplace_back(s.job, s.index);
     OrgState& org = orgs[series_org[s.series]];
     add[{s.series, kLevel5m, FloorTo(s.ts, kBucket5m)}].Add(s.ts, s.value);
     add[{s.series, kLevel1h, FloorTo(s.ts, kBucket1h)}].Add(s.ts, s.value);

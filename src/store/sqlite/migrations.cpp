@@ -129,9 +129,54 @@ CREATE TABLE api_requests(
 CREATE INDEX api_requests_at ON api_requests(at);
 ALTER TABLE sites ADD COLUMN auto_register INTEGER NOT NULL DEFAULT 0;
 )sql",
-    // 5: alert rules, rule state, alerts, notification channels, outbox, delivery attempts
-    // (issue 5). Reserved: filled by that work before it ships.
-    R"sql(SELECT 1;)sql",
+    // 5: alert rules, the state of each rule per device, alerts (issue 5; store/alert_store.hpp).
+    // alert_events (migration 3) gets an index by alert.
+    R"sql(
+CREATE TABLE alert_rules(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  name TEXT NOT NULL,
+  definition TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL);
+CREATE INDEX alert_rules_org ON alert_rules(org_id);
+CREATE TABLE alert_rule_state(
+  rule_id INTEGER NOT NULL,
+  device_id INTEGER NOT NULL,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  state TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (rule_id, device_id)) WITHOUT ROWID;
+CREATE INDEX alert_rule_state_org ON alert_rule_state(org_id);
+CREATE TABLE alerts(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  rule_id INTEGER NOT NULL,
+  rule_name TEXT NOT NULL,
+  device_id INTEGER NOT NULL REFERENCES devices(id),
+  kind TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  severity TEXT NOT NULL CHECK (severity IN ('warning','critical')),
+  state TEXT NOT NULL CHECK (state IN ('firing','acknowledged','resolved')),
+  late INTEGER NOT NULL DEFAULT 0,
+  started_at INTEGER NOT NULL,
+  fired_at INTEGER NOT NULL,
+  raised_at INTEGER NOT NULL,
+  trigger_value REAL NOT NULL,
+  peak_value REAL,
+  peak_at INTEGER,
+  out_of_range_ms INTEGER NOT NULL DEFAULT 0,
+  escalation_level INTEGER NOT NULL DEFAULT 0,
+  acknowledged_at INTEGER,
+  acknowledged_by TEXT NOT NULL DEFAULT '',
+  ack_note TEXT NOT NULL DEFAULT '',
+  resolved_at INTEGER,
+  resolved_by TEXT NOT NULL DEFAULT '',
+  resolve_note TEXT NOT NULL DEFAULT '');
+CREATE INDEX alerts_org_fired ON alerts(org_id, fired_at);
+CREATE INDEX alerts_org_state ON alerts(org_id, state);
+CREATE INDEX alert_events_alert ON alert_events(alert_id);
+)sql",
     // 6: people: memberships, magic links, sessions, invitations, audit trail (issue 6).
     // Reserved: filled by that work before it ships.
     R"sql(SELECT 1;)sql",

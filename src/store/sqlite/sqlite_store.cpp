@@ -46,7 +46,9 @@
 #include "core/rollup_codec.hpp"
 #include "core/time_zone.hpp"
 #include "core/validation.hpp"
+#include "store/commit_listener.hpp"
 #include "store/sqlite/migrations.hpp"
+#include "store/sqlite/sqlite_alert_store.hpp"
 #include "store/sqlite/sqlite_db.hpp"
 
 namespace opensense::store::sqlite {
@@ -277,6 +279,8 @@ class SqliteStore final : public Store {
   Status Compact() override;
   Result<StoreStats> Stats() override;
   Status Ready() override;
+  AlertStore& Alerts() override { return *alerts_; }
+  void SetCommitListener(CommitListener listener) override { commit_listener_.Set(std::move(listener)); }
   void Close() override;
 
  private:
@@ -378,6 +382,8 @@ class SqliteStore final : public Store {
 
   std::mutex meta_mu_;
   std::unique_ptr<Db> meta_db_;
+  std::unique_ptr<AlertStore> alerts_;  // its own connection
+  CommitListenerSlot commit_listener_;
   std::atomic<std::uint64_t> meta_generation_{0};
 
   std::mutex readers_mu_;
@@ -485,6 +491,10 @@ Status SqliteStore::Open() {
                      fmt::format("the database {} has schema version {} but this binary needs {}; "
                                  "run `opensense migrate` first",
                                  path_, schema_version_, LatestVersion()));
+  }
+  {
+    OS_ASSIGN_OR_RETURN(auto alerts_db, Connect(false));
+    alerts_ = sqlite::MakeSqliteAlertStore(std::move(alerts_db));
   }
   if (options_.writer) {
     OS_ASSIGN_OR_RETURN(wdb_, Connect(false));
@@ -1359,6 +1369,9 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
   RefreshCaches(now);
   std::vector<IngestResult> results(group.size());
   std::vector<PendingSample> pending;
+  // (job, reading) of each reading this commit stores, for the commit listener.
+  const bool listening = commit_listener_.active();
+  std::vector<std::pair<std::size_t, std::size_t>> committed;
   std::unordered_set<std::pair<std::int64_t, TimestampMs>, PairHash> big_keys;
   constexpr std::size_t kLinearScan = 64;
   auto note = [&](std::int64_t sid, TimestampMs ts) {
@@ -1485,6 +1498,7 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
           touched_max.emplace_back(sid, seen);
           seen = r.ts;
           pending.push_back({sid, r.ts, r.value});
+          if (listening) committed.emplace_back(j, i);
           note(sid, r.ts);
           continue;
         }
@@ -1502,6 +1516,7 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
           continue;
         }
         pending.push_back({sid, r.ts, r.value});
+        if (listening) committed.emplace_back(j, i);
         note(sid, r.ts);
       }
     }
@@ -1568,6 +1583,9 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
     res.accepted = group[j].readings.size() - res.duplicates - res.rejected.size();
     group[j].promise.set_value(std::move(res));
   }
+  // Durable and acknowledged: hand the stored readings on (the alert evaluator queues them).
+  commit_listener_.Deliver(committed, [&](std::size_t j) { return group[j].org; },
+                           [&](std::size_t j, std::size_t i) -> const Reading& { return group[j].readings[i]; });
 }
 
 // ================================================================================================
