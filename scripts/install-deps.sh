@@ -15,6 +15,9 @@ packages=(
   mosquitto mosquitto-clients postgresql-15 caddy prometheus systemd
   # backups: encryption to age recipients (opensense backup, backup_test)
   age
+  # compliance reports: PDF via cairo + pango with a packaged font; poppler-utils (pdftotext,
+  # pdfinfo, pdftoppm) checks the rendered reports in reports_test
+  libcairo2-dev libpango1.0-dev fonts-dejavu-core poppler-utils
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl curl
   # the peers of bench/peers/run (its smoke mode is in the test suite)
