@@ -359,12 +359,12 @@ class Writer {
       Table({{"Alert", 0.13}, {"Start", 0.12}, {"End", 0.12}, {"Duration", 0.07, true}, {"Peak", 0.07, true},
              {"Acknowledged by", 0.15}, {"At", 0.12}, {"Corrective action", 0.22}});
       for (const AlertRecord& a : d.alerts) {
-        Row({a.title, Local(a.start), a.end ? Local(*a.end) : "open",
+        Row({a.title + (a.late ? " (from late readings)" : ""), Local(a.start), a.end ? Local(*a.end) : "open",
              a.end ? FormatDuration(*a.end - a.start) : "—", a.peak ? Num1(*a.peak) : "—",
              a.acknowledged_by.value_or("not acknowledged"),
-             a.acknowledged_at ? Local(*a.acknowledged_at) + (a.late ? " (late)" : "") : "—",
+             a.acknowledged_at ? Local(*a.acknowledged_at) : "—",
              a.corrective_action.empty() ? "—" : a.corrective_action},
-            true, a.late || !a.acknowledged_by);
+            true, !a.acknowledged_by);
       }
       EndTable();
     }

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -31,6 +32,7 @@
 
 namespace opensense::store {
 class Store;
+class AlertStore;
 }
 
 namespace opensense::reports {
@@ -89,11 +91,11 @@ struct AlertRecord {
   std::optional<std::string> acknowledged_by;
   std::optional<TimestampMs> acknowledged_at;
   std::string corrective_action;          // the note written when it was handled
-  bool late = false;                      // acknowledged later than the rule allowed
+  bool late = false;                      // raised from readings that arrived late (back-filled)
 };
 
-// What the report needs from the alert history. The alerts module implements it on its store
-// (see README: AlertStoreHistory is the integrator's adapter).
+// What the report needs from the alert history (MakeStoreAlertHistory: on the alerts module's
+// store; tests use their own).
 class AlertHistory {
  public:
   virtual ~AlertHistory() = default;
@@ -101,6 +103,9 @@ class AlertHistory {
   virtual Result<std::vector<AlertRecord>> AlertsInPeriod(OrgId org, DeviceId device,
                                                           TimestampMs from, TimestampMs to) = 0;
 };
+
+// The alert history of Store::Alerts() (not owned).
+std::unique_ptr<AlertHistory> MakeStoreAlertHistory(store::AlertStore* alerts);
 
 // No alert history (a store without the alerts module): the report says so and still lists the
 // excursions and gaps it finds in the data.

@@ -14,6 +14,7 @@
 #include "reports/report.hpp"
 #include "shell_helpers.hpp"
 #include "sim/fridge_model.hpp"
+#include "store/alert_store.hpp"
 #include "store/store.hpp"
 #include "store/test_util.hpp"
 
@@ -357,7 +358,7 @@ TEST_F(ReportFromStore, PdfShowsTheDailyTableExcursionsAlertsGapsAndDigest) {
   EXPECT_NE(text.find("2026-10-23 10:00 2026-10-23 11:30 1:30 above range 12.0 °C"), std::string::npos);
   EXPECT_NE(text.find("ana@example.com"), std::string::npos);
   EXPECT_NE(text.find("Door left open"), std::string::npos);
-  EXPECT_NE(text.find("(late)"), std::string::npos);
+  EXPECT_NE(text.find("Gateway power"), std::string::npos);
   EXPECT_NE(text.find("2026-10-26 02:00 2026-10-26 05:00 3:00 no data (offline)"), std::string::npos);
   // MKT of the vaccine fridge, computed here from the readings themselves (every minute).
   {
@@ -433,6 +434,58 @@ TEST_F(ReportFromStore, DailyCsvHasOneRowPerDeviceAndLocalDay) {
       << csv;
   EXPECT_NE(csv.find(",2026-10-23,24,5.0,12.0,5.44,1440,1440,90,0,\"above\",5m,Cel"), std::string::npos);
   EXPECT_NE(csv.find(",2026-10-26,24,5.0,5.0,5.00,1260,1440,0,0,\"gap\",5m,Cel"), std::string::npos);
+}
+
+TEST_F(ReportFromStore, AlertsComeFromTheAlertStoreOfTheSameOrganisationOnly) {
+  auto rule = store_->Alerts().CreateRule(org_, "vaccines above 8", "{}", kNow);
+  ASSERT_TRUE(rule) << rule.error().message;
+  auto insert = [&](OrgId org, std::int64_t rule_id, DeviceId device, TimestampMs start, std::optional<TimestampMs> end) {
+    store::AlertRecord a;
+    a.org = org;
+    a.rule_id = rule_id;
+    a.rule_name = "vaccines above 8";
+    a.device = device;
+    a.kind = "threshold";
+    a.metric = "temperature";
+    a.severity = "critical";
+    a.state = end ? "resolved" : "acknowledged";
+    a.started_at = start;
+    a.fired_at = start + 15 * kMsPerMinute;
+    a.raised_at = a.fired_at;
+    a.trigger_value = 8.5;
+    a.peak_value = 12.0;
+    a.acknowledged_at = start + 40 * kMsPerMinute;
+    a.acknowledged_by = "user:1 ana@example.com";
+    a.ack_note = "Door closed, stock checked";
+    a.resolved_at = end;
+    auto st = store_->Alerts().Transact(org, [&](store::AlertTxn& txn) -> Status {
+      OS_ASSIGN_OR_RETURN(std::int64_t id, txn.InsertAlert(a));
+      (void)id;
+      return Ok();
+    });
+    ASSERT_TRUE(st) << st.error().message;
+  };
+  insert(org_, rule->id, vaccine_, T("2026-10-23T08:00:00Z"), T("2026-10-23T09:30:00Z"));
+  insert(org_, rule->id, vaccine_, T("2026-10-01T08:00:00Z"), T("2026-10-01T09:00:00Z"));  // before the period
+  insert(org_, rule->id, vaccine_, T("2026-10-19T20:00:00Z"), std::nullopt);  // still open: overlaps
+  auto other_rule = store_->Alerts().CreateRule(other_org_, "x", "{}", kNow);
+  ASSERT_TRUE(other_rule);
+  insert(other_org_, other_rule->id, foreign_, T("2026-10-23T08:00:00Z"), std::nullopt);
+
+  auto history = MakeStoreAlertHistory(&store_->Alerts());
+  auto data = BuildReport(*store_, *history, Request(), kNow);
+  ASSERT_TRUE(data) << data.error().message;
+  ASSERT_EQ(data->devices[0].alerts.size(), 2u);
+  EXPECT_EQ(data->devices[0].alerts[0].start, T("2026-10-19T20:00:00Z"));
+  EXPECT_FALSE(data->devices[0].alerts[0].end);
+  EXPECT_EQ(data->devices[0].alerts[1].corrective_action, "Door closed, stock checked");
+  EXPECT_EQ(*data->devices[0].alerts[1].acknowledged_by, "user:1 ana@example.com");
+  EXPECT_TRUE(data->devices[1].alerts.empty());
+  auto pdf = RenderPdf(*data);
+  ASSERT_TRUE(pdf);
+  const std::string text = Squeeze(Shell("pdftotext -layout " + WritePdf(*pdf, "alerts.pdf") + " -"));
+  EXPECT_NE(text.find("Door closed, stock"), std::string::npos);
+  EXPECT_NE(text.find("open"), std::string::npos);
 }
 
 TEST_F(ReportFromStore, BadRequestsAreClearErrors) {
