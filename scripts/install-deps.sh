@@ -18,6 +18,8 @@ packages=(
   # compliance reports: PDF via cairo + pango with a packaged font; poppler-utils (pdftotext,
   # pdfinfo, pdftoppm) checks the rendered reports in reports_test
   libcairo2-dev libpango1.0-dev fonts-dejavu-core poppler-utils
+  # notifications: the dispatcher's HTTPS client (Postmark, Telegram, webhooks)
+  libcurl4-openssl-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl curl
   # the peers of bench/peers/run (its smoke mode is in the test suite)

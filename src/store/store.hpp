@@ -20,6 +20,7 @@
 #include "core/metrics.hpp"
 #include "core/retention.hpp"
 #include "core/types.hpp"
+#include "store/notify_store.hpp"
 #include "store/alert_store.hpp"
 
 namespace opensense::store {
@@ -65,9 +66,9 @@ struct NewDevice {
   std::string name;
   std::optional<SiteId> site;
   std::optional<std::string> serial;
+  DeviceProfile profile;  // validated (ValidateDeviceProfile)
 };
 
-  DeviceProfile profile;  // validated (ValidateDeviceProfile)
 // What the retention job deleted (or would delete, in a dry run) for one data class.
 struct RetentionClassReport {
   DataClass data_class = DataClass::kRawReadings;
@@ -206,6 +207,9 @@ class Store {
   virtual AlertStore& Alerts() = 0;
   // Hands every commit's readings to `listener` (nullptr: nobody). Set it before readings flow.
   virtual void SetCommitListener(CommitListener listener) = 0;
+
+  // Notification channels, the outbox and the delivery-attempt log (store/notify_store.hpp).
+  virtual NotifyStore& Notify() = 0;
 
   // Completes every queued batch, stops the writer and closes connections. Idempotent.
   virtual void Close() = 0;

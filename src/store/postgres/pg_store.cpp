@@ -41,6 +41,7 @@
 #include "store/commit_listener.hpp"
 #include "store/postgres/pg_alert_store.hpp"
 #include "store/postgres/pg_conn.hpp"
+#include "store/postgres/pg_notify_store.hpp"
 #include "store/postgres/pg_schema.hpp"
 
 namespace opensense::store::postgres {
@@ -270,6 +271,7 @@ class PgStore final : public Store {
   Status Compact() override;
   Result<StoreStats> Stats() override;
   Status Ready() override;
+  NotifyStore& Notify() override { return *notify_; }
   AlertStore& Alerts() override { return *alerts_; }
   void SetCommitListener(CommitListener listener) override { commit_listener_.Set(std::move(listener)); }
   void Close() override;
@@ -320,6 +322,7 @@ class PgStore final : public Store {
   SystemClock system_clock_;
   const Clock* clock_;
   Pool pool_;
+  std::unique_ptr<NotifyStore> notify_ = MakePgNotifyStore(&pool_);
   std::unique_ptr<AlertStore> alerts_ = MakePgAlertStore(&pool_);
   CommitListenerSlot commit_listener_;
   // (job, reading) of each reading the last CommitStaged stored, when someone listens.

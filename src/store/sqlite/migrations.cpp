@@ -181,7 +181,7 @@ CREATE INDEX alert_events_alert ON alert_events(alert_id);
     // Reserved: filled by that work before it ships.
     R"sql(SELECT 1;)sql",
     // 7: the notification outbox (store/outbox.hpp) and the delivery-attempt log (kept 90
-    // days). Notification channels join this migration with the notify module (issue 5).
+    // days), and the organisations' notification channels (store/notify_store.hpp).
     R"sql(
 CREATE TABLE notification_outbox(
   id INTEGER PRIMARY KEY,

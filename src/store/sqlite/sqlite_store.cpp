@@ -50,6 +50,7 @@
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/sqlite_alert_store.hpp"
 #include "store/sqlite/sqlite_db.hpp"
+#include "store/sqlite/sqlite_notify_store.hpp"
 
 namespace opensense::store::sqlite {
 
@@ -279,6 +280,7 @@ class SqliteStore final : public Store {
   Status Compact() override;
   Result<StoreStats> Stats() override;
   Status Ready() override;
+  NotifyStore& Notify() override { return *notify_; }
   AlertStore& Alerts() override { return *alerts_; }
   void SetCommitListener(CommitListener listener) override { commit_listener_.Set(std::move(listener)); }
   void Close() override;
@@ -382,6 +384,7 @@ class SqliteStore final : public Store {
 
   std::mutex meta_mu_;
   std::unique_ptr<Db> meta_db_;
+  std::unique_ptr<NotifyStore> notify_;  // its own connection
   std::unique_ptr<AlertStore> alerts_;  // its own connection
   CommitListenerSlot commit_listener_;
   std::atomic<std::uint64_t> meta_generation_{0};
@@ -495,6 +498,10 @@ Status SqliteStore::Open() {
   {
     OS_ASSIGN_OR_RETURN(auto alerts_db, Connect(false));
     alerts_ = sqlite::MakeSqliteAlertStore(std::move(alerts_db));
+  }
+  {
+    OS_ASSIGN_OR_RETURN(auto notify_db, Connect(false));
+    notify_ = sqlite::MakeSqliteNotifyStore(std::move(notify_db));
   }
   if (options_.writer) {
     OS_ASSIGN_OR_RETURN(wdb_, Connect(false));
