@@ -9,8 +9,8 @@
 // one timestamp, then the next), as InfluxDB line protocol with millisecond timestamps
 // `r,device=dev-7 temperature=4.12,humidity=55.03 1732838400000`, in batches of --batch-lines
 // lines posted by --writers keep-alive clients that take batches in order. Values are a function
-// of (--seed, device, field, timestamp) only (a daily wave plus hashed noise, in hundredths), so
-// any batch can be made by any writer and every system gets byte-identical bodies.
+// of (--seed, device, field, timestamp) only (per-series random walks in hundredths, made before
+// the run), so any batch can be made by any writer and every system gets byte-identical bodies.
 //   OpenSense: POST /write?precision=ms with a site gateway token (Authorization: Token), the
 //              devices auto-registered on first sight; answers 204 after the commit.
 //   InfluxDB:  POST /write?db=bench&precision=ms (204).
@@ -179,8 +179,10 @@ Options ParseArgs(int argc, char** argv) {
     Usage();
     std::exit(2);
   }
-  // Bounded: at most 10,000 devices and 3 years; batches of whole lines.
-  if (o.devices < 1 || o.devices > 10000 || o.days < 1 || o.days > 1100 || o.ingest_days < 1 ||
+  // Bounded: at most 10,000 devices, 3 years and 400,000 device-days (the generator keeps every
+  // value: 2.3 KiB per device-day); batches of whole lines.
+  if (o.devices < 1 || o.devices > 10000 || o.days < 1 || o.days > 1100 ||
+      static_cast<std::int64_t>(o.devices) * o.days > 400000 || o.ingest_days < 1 ||
       o.ingest_days > o.days || o.ingest_runs < 1 || o.ingest_runs > 9 || o.queries < 1 || o.queries > 10000 ||
       o.batch_lines < 1 || o.batch_lines > 100000 || o.writers < 1 || o.writers > 64 || o.phase_timeout_s <= 0) {
     std::cerr << "peers_bench: an option is out of range\n";
@@ -203,30 +205,36 @@ struct Gen {
   int devices = 0;
   std::int64_t timestamps = 0;  // per device
   TimestampMs start = 0;
-  std::uint64_t seed = 0;
-  std::vector<std::int32_t> wave;  // [field][t % kPerDay] per device phase, precomputed
+  std::vector<std::vector<std::int16_t>> cents;  // [device * 2 + field][t]
 
-  Gen(int n, int days, TimestampMs start_ms, std::uint64_t s)
-      : devices(n), timestamps(days * kPerDay), start(start_ms), seed(s) {
-    // A daily wave in hundredths: fridges at ~4 °C +- 1.5, humidity ~55 % +- 8.
-    wave.resize(2 * kPerDay);
-    for (std::int64_t k = 0; k < kPerDay; ++k) {
-      double x = 2 * M_PI * static_cast<double>(k) / static_cast<double>(kPerDay);
-      wave[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(std::lround(150 * std::sin(x)));
-      wave[static_cast<std::size_t>(kPerDay + k)] = static_cast<std::int32_t>(std::lround(800 * std::cos(x)));
+  // Each series is a random walk in hundredths like a sensor's (steps of at most 0.10 per
+  // reading, the same shape as ingest_bench's and http_bench's data), reflected within +-3.00
+  // of its base (fridges at ~4 °C, humidity ~55 %); step k of series s is a hash of (seed, s, k),
+  // so the data depends only on the seed and the sizes.
+  Gen(int n, int days, TimestampMs start_ms, std::uint64_t seed)
+      : devices(n), timestamps(days * kPerDay), start(start_ms) {
+    cents.resize(static_cast<std::size_t>(n) * 2);
+    for (std::size_t sidx = 0; sidx < cents.size(); ++sidx) {
+      const std::uint64_t key = SplitMix(seed * 1000003 + sidx);
+      const std::int32_t base = sidx % 2 == 0 ? 400 + static_cast<std::int32_t>(sidx / 2 % 10) * 10 : 5500;
+      std::int32_t x = base + static_cast<std::int32_t>(key % 201) - 100;
+      auto& v = cents[sidx];
+      v.resize(static_cast<std::size_t>(timestamps));
+      for (std::int64_t t = 0; t < timestamps; ++t) {
+        v[static_cast<std::size_t>(t)] = static_cast<std::int16_t>(x);
+        x += static_cast<std::int32_t>(SplitMix(key + static_cast<std::uint64_t>(t)) % 21) - 10;
+        if (x > base + 300) x = 2 * (base + 300) - x;
+        if (x < base - 300) x = 2 * (base - 300) - x;
+      }
     }
+  }
+  // Hundredths of field f of device d at timestamp index t.
+  std::int32_t Cents(int d, int f, std::int64_t t) const {
+    return cents[static_cast<std::size_t>(d * 2 + f)][static_cast<std::size_t>(t)];
   }
   std::int64_t lines() const { return timestamps * devices; }
   TimestampMs Ts(std::int64_t t) const { return start + t * kStep; }
   TimestampMs end() const { return Ts(timestamps); }
-  // Hundredths of field f of device d at timestamp index t.
-  std::int32_t Cents(int d, int f, std::int64_t t) const {
-    std::uint64_t h = SplitMix(SplitMix(seed * 1000003 + static_cast<std::uint64_t>(d) * 2 + static_cast<std::uint64_t>(f)) +
-                               static_cast<std::uint64_t>(t));
-    std::int64_t phase = (t + d * 7) % kPerDay;
-    std::int32_t base = f == 0 ? 400 + (d % 10) * 10 : 5500 - (d % 10) * 50;
-    return base + wave[static_cast<std::size_t>(f * kPerDay + phase)] + static_cast<std::int32_t>(h % 201) - 100;
-  }
   // Lines [first, first + n) of the time-ordered stream (line i: timestamp i / devices, device
   // i % devices).
   std::string Batch(std::int64_t first, std::int64_t n) const {
@@ -368,6 +376,8 @@ std::int64_t ProcStatusKb(pid_t pid, const char* key) {
 struct DiskUse {
   std::int64_t allocated = 0;  // blocks in use, as `du` counts them (sparse preallocation is free)
   std::int64_t apparent = 0;   // sum of the file sizes
+  std::vector<std::pair<std::int64_t, std::string>> largest;  // (allocated, path under the dir), top 4
+  std::vector<std::pair<std::int64_t, std::string>> tables;   // OpenSense: (bytes, table or index)
 };
 
 // What the regular files under `dir` take.
@@ -379,8 +389,12 @@ DiskUse DirUse(const std::string& dir) {
     if (it->is_regular_file(ec) && ::lstat(it->path().c_str(), &st) == 0) {
       u.allocated += static_cast<std::int64_t>(st.st_blocks) * 512;
       u.apparent += static_cast<std::int64_t>(st.st_size);
+      u.largest.emplace_back(static_cast<std::int64_t>(st.st_blocks) * 512,
+                             std::filesystem::relative(it->path(), dir, ec).string());
     }
   }
+  std::sort(u.largest.rbegin(), u.largest.rend());
+  if (u.largest.size() > 4) u.largest.resize(4);
   return u;
 }
 std::int64_t DirBytes(const std::string& dir) { return DirUse(dir).apparent; }
@@ -606,8 +620,17 @@ class Instance {
   DiskUse StopAndMeasure() {
     client_.reset();
     if (!child_->Stop()) std::cerr << "[peers] " << s_.name << " needed SIGKILL to stop" << std::endl;
+    DiskUse u;
     if (s_.kind == Kind::kOpenSense) {
       RunTool(o_.opensense, {"compact", "--data-dir", data_}, dir_->path() + "/compact.log", dir_->path());
+      u = DirUse(data_);
+      // Where the pages of the store go (dbstat), for the report.
+      FileUse f = InspectFile(data_ + "/opensense.db");
+      for (const auto& obj : f.objects) {
+        if (obj.bytes >= f.file_bytes / 100) u.tables.emplace_back(obj.bytes, obj.name);
+      }
+      if (f.freelist > 0) u.tables.emplace_back(f.freelist * f.page_size, "(free pages)");
+      return u;
     }
     return DirUse(data_);
   }
@@ -1064,6 +1087,17 @@ int Main(int argc, char** argv) {
                                "file sizes {}, {:.2f} B/point)\n",
                                r.s.name, r.settle_s, Thousands(r.disk.allocated), Thousands(r.disk.apparent),
                                static_cast<double>(r.disk.apparent) / static_cast<double>(r.points));
+      std::string files;
+      for (const auto& [bytes, path] : r.disk.largest) files += fmt::format("{}{} {}", files.empty() ? "" : ", ", path, Thousands(bytes));
+      std::cout << "  - largest files: " << files << "\n";
+      if (!r.disk.tables.empty()) {
+        std::string tables;
+        for (const auto& [bytes, name] : r.disk.tables) {
+          tables += fmt::format("{}{} {:.2f} B/point", tables.empty() ? "" : ", ", name,
+                                static_cast<double>(bytes) / static_cast<double>(r.points));
+        }
+        std::cout << "  - in the store file (dbstat, tables and indexes >= 1%): " << tables << "\n";
+      }
     }
   }
   std::cout << fmt::format("- load average at start: {}; at end: {}; driver wall time {:.0f} s\n", load_start, load_end,
