@@ -1,5 +1,6 @@
 #include "api/api.hpp"
 #include "api/api_internal.hpp"
+#include "api/channels_routes.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -817,6 +818,8 @@ http::Router Api::BuildRouter() {
            m->User(Role::kAdmin, [m](Request& req, P p) { return m->ListTokens(req, p); }));
   m->Route(r, "DELETE", "/api/v1/tokens/{id}", "Revoke a token",
            m->User(Role::kAdmin, [m](Request& req, P p) { return m->RevokeToken(req, p); }));
+
+  RegisterChannelRoutes(*m, r);
 
   // Broker hooks (api/mqtt_hooks.hpp): the hook secret, never a user token.
   m->Route(r, "POST", "/internal/mqtt/auth", "Broker login check (EMQX 5 HTTP authn; the Mosquitto plugin)",

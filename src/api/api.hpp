@@ -26,6 +26,11 @@ struct ApiOptions {
   double ingest_burst_per_token = 200;
   // Records in one ingest document.
   std::size_t max_records = 100'000;
+  // Notification channels (api/channels_routes.hpp): also accept http:// webhook URLs to
+  // loopback addresses (tests only; default false: https only).
+  bool webhook_allow_http_loopback = false;
+  // Called after a channel's test message was queued, so the dispatcher looks at once.
+  std::function<void()> notification_queued;
   // The broker hooks under /internal/mqtt/ (secret, service credential).
   MqttHookOptions mqtt_hooks;
   // Peers whose X-Forwarded-For names the client in the request log (setting trusted_proxies);
