@@ -49,6 +49,7 @@ Transition Make(TransitionKind kind, DeviceId device, TimestampMs at, double val
   t.since = s.since;
   t.out_ms = s.out_ms;
   t.level = s.escalation_level;
+  t.alert = s.alert;
   return t;
 }
 

@@ -70,6 +70,7 @@ struct Transition {
   TimestampMs since = 0;      // onset of the excursion
   TimestampMs out_ms = 0;     // time out of range so far
   int level = 0;              // kEscalated: the step (1-based) now notified
+  AlertId alert = 0;          // the open alert it concerns (state.alert when it happened)
 };
 
 struct Sample {

@@ -982,15 +982,16 @@ void PgStore::CommitGroup(std::vector<IngestJob>& group) {
         .Observe(static_cast<double>(clock_->NowMs() - started) / 1000.0);
     options_.metrics->GetCounter("opensense_writer_batches_total", "Batches committed by the writer.").Inc(group.size());
   }
+  // Durable: hand the stored readings on before acknowledging, so a caller whose batch is
+  // acknowledged knows the alert evaluator has it queued (the listener only queues).
+  commit_listener_.Deliver(committed_refs_, [&](std::size_t j) { return group[j].org; },
+                           [&](std::size_t j, std::size_t i) -> const Reading& { return group[j].readings[i]; });
+  committed_refs_.clear();
   for (std::size_t j = 0; j < group.size(); ++j) {
     IngestResult& res = results[j];
     res.accepted = group[j].readings.size() - res.duplicates - res.rejected.size();
     group[j].promise.set_value(std::move(res));
   }
-  // Durable and acknowledged: hand the stored readings on (the alert evaluator queues them).
-  commit_listener_.Deliver(committed_refs_, [&](std::size_t j) { return group[j].org; },
-                           [&](std::size_t j, std::size_t i) -> const Reading& { return group[j].readings[i]; });
-  committed_refs_.clear();
 }
 
 Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<IngestResult>& results) {

@@ -1584,15 +1584,16 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
         .Set(static_cast<double>(head_count_.load() + static_cast<std::int64_t>(pending.size())));
   }
   head_count_.fetch_add(static_cast<std::int64_t>(pending.size()));
+  // Durable: hand the stored readings on before acknowledging, so a caller whose batch is
+  // acknowledged knows the alert evaluator has it queued (the listener only queues).
+  commit_listener_.Deliver(committed, [&](std::size_t j) { return group[j].org; },
+                           [&](std::size_t j, std::size_t i) -> const Reading& { return group[j].readings[i]; });
   // Every record has exactly one fate: accepted = the rest.
   for (std::size_t j = 0; j < group.size(); ++j) {
     IngestResult& res = results[j];
     res.accepted = group[j].readings.size() - res.duplicates - res.rejected.size();
     group[j].promise.set_value(std::move(res));
   }
-  // Durable and acknowledged: hand the stored readings on (the alert evaluator queues them).
-  commit_listener_.Deliver(committed, [&](std::size_t j) { return group[j].org; },
-                           [&](std::size_t j, std::size_t i) -> const Reading& { return group[j].readings[i]; });
 }
 
 // ================================================================================================
