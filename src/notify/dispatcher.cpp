@@ -1,6 +1,7 @@
 #include "notify/dispatcher.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -205,7 +206,16 @@ Verdict Dispatcher::Send(const store::OutboxMessage& m, const Target& t, std::op
     if (auto st = ValidateWebhookUrl(t.url, options_.url_policy); !st) {
       return {Outcome::kPermanent, std::nullopt, st.error().message};
     }
-    request = webhook::BuildRequest(t.url, t.secret, m.payload_json, m.idempotency_key, now);
+    // A row written without a payload still gets a JSON body a receiver can use.
+    const std::string body =
+        m.payload_json.empty()
+            ? nlohmann::json{{"kind", "notification"}, {"subject", m.subject}, {"text", m.text_body},
+                             {"idempotency_key", m.idempotency_key},
+                             {"alert_id", m.alert_id ? nlohmann::json(*m.alert_id) : nlohmann::json(nullptr)},
+                             {"event_id", m.event_id ? nlohmann::json(*m.event_id) : nlohmann::json(nullptr)}}
+                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+            : m.payload_json;
+    request = webhook::BuildRequest(t.url, t.secret, body, m.idempotency_key, now);
   } else {
     return {Outcome::kPermanent, std::nullopt, fmt::format("unknown channel kind '{}'", m.channel_kind)};
   }

@@ -355,6 +355,29 @@ TEST_P(DispatcherTest, WebhooksAreSignedAndAReplayIsDetectable) {
   EXPECT_FALSE(webhook::Verify("whsec_other", ts, sig, r.body, kNow));
 }
 
+TEST_P(DispatcherTest, AWebhookRowWithoutPayloadGetsAJsonBody) {
+  auto ch = Channel("webhook", hooks_->base_url() + "/hook");
+  store::OutboxMessage m;
+  m.org = org_;
+  m.channel = ch.id;
+  m.channel_kind = "webhook";
+  m.subject = "Freezer: -12 °C > -18 °C";
+  m.text_body = "since 10:02";
+  m.idempotency_key = "alert-event:7:channel:1:";
+  m.alert_id = 3;
+  m.created_at = kNow;
+  m.next_attempt_at = kNow;
+  ASSERT_TRUE(store_->Notify().Enqueue(m));
+  EXPECT_EQ(D().RunOnce(), 1);
+  auto reqs = hooks_->requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  json body = json::parse(reqs[0].body);
+  EXPECT_EQ(body["subject"], "Freezer: -12 °C > -18 °C");
+  EXPECT_EQ(body["alert_id"], 3);
+  EXPECT_TRUE(webhook::Verify(ch.secret, *reqs[0].Header("X-OpenSense-Timestamp"),
+                              *reqs[0].Header("X-OpenSense-Signature"), reqs[0].body, kNow));
+}
+
 TEST_P(DispatcherTest, AWebhookRedirectIsNotFollowedAndIsPermanent) {
   hooks_->Push({302, {{"Location", "http://169.254.169.254/latest/meta-data"}}, ""});
   const auto id = Queue(Channel("webhook", hooks_->base_url() + "/hook"), "k1");

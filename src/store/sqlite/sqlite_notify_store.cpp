@@ -5,16 +5,14 @@
 #include <mutex>
 #include <utility>
 
+#include "store/notify_columns.hpp"
+
 namespace opensense::store::sqlite {
 namespace {
 
-constexpr const char* kChannelColumns = "id, org_id, kind, name, target, secret, enabled, created_at";
-constexpr const char* kOutboxColumns =
-    "id, org_id, channel_id, channel_kind, recipient, subject, text_body, html_body, payload_json, "
-    "idempotency_key, alert_id, event_id, created_at, next_attempt_at, attempts, state, last_error, "
-    "done_at";
-constexpr const char* kAttemptColumns =
-    "id, outbox_id, org_id, at, channel_kind, recipient, status, provider_code, latency_ms, detail";
+constexpr const char* kChannelColumns = kNotifyChannelColumns;
+constexpr const char* kOutboxColumns = kNotifyOutboxColumns;
+constexpr const char* kAttemptColumns = kNotifyAttemptColumns;
 
 std::optional<std::int64_t> OptInt(const Stmt& s, int col) {
   if (s.IsNull(col)) return std::nullopt;
