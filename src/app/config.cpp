@@ -232,6 +232,23 @@ Validator ClientIdsValidator(bool allow_empty) {
           }};
 }
 
+// A provider's base URL: https://, or http:// to a loopback address (a local fake or Bot API
+// server); a token is sent to it, so never plain http over a network.
+Validator ProviderUrl() {
+  return {"an https:// URL (http:// only to 127.0.0.1, localhost or [::1])",
+          [](const Value& v, Layer) -> std::optional<std::string> {
+            const auto& url = std::get<std::string>(v);
+            if (url.rfind("https://", 0) == 0 && url.size() > 8) return std::nullopt;
+            for (const char* loopback : {"http://127.0.0.1", "http://localhost", "http://[::1]"}) {
+              const std::string_view l(loopback);
+              if (url.rfind(l, 0) == 0 && (url.size() == l.size() || url[l.size()] == ':' || url[l.size()] == '/')) {
+                return std::nullopt;
+              }
+            }
+            return fmt::format("'{}' is not an https:// URL (plain http:// only to a loopback address)", url);
+          }};
+}
+
 // ---------------------------------------------------------------------------------------------
 // The settings table: the one place a setting is declared.
 
@@ -365,6 +382,67 @@ const std::vector<Setting>& Table() {
       IntSetting("mqtt_receive_maximum", "N",
                  "Readings the broker may send before OpenSense acknowledges (after the commit).",
                  1, 65535, &Config::mqtt_receive_maximum),
+      StringSetting("postmark_base_url", "URL",
+                    "Postmark API base URL (e-mail). The server token comes only from "
+                    "`OPENSENSE_POSTMARK_TOKEN`; without it the dev mailer writes e-mail to the log.",
+                    ProviderUrl(), &Config::postmark_base_url),
+      StringSetting("mail_from", "ADDRESS",
+                    "The From of every e-mail, e.g. `OpenSense <alerts@example.com>` (a Postmark "
+                    "sender signature).",
+                    NonEmpty("a non-empty address"), &Config::mail_from),
+      StringSetting("postmark_message_stream", "STREAM", "Postmark message stream of every e-mail.",
+                    NonEmpty("a non-empty stream id"), &Config::postmark_message_stream),
+      StringSetting("telegram_base_url", "URL",
+                    "Telegram Bot API base URL (a local Bot API server works too). The bot token "
+                    "comes only from `OPENSENSE_TELEGRAM_TOKEN`.",
+                    ProviderUrl(), &Config::telegram_base_url),
+      IntSetting("notify_timeout_seconds", "SECONDS",
+                 "How long one delivery request (Postmark, Telegram, webhook) may take; a hanging "
+                 "provider holds the dispatcher at most this long per message.",
+                 1, 120, &Config::notify_timeout_seconds),
+      IntSetting("notify_max_attempts", "N",
+                 "Delivery attempts (with exponential back-off, 30 s doubling up to 1 h) before a "
+                 "notification is given up and the operator told.",
+                 1, 100, &Config::notify_max_attempts),
+      StringSetting("operator_email", "ADDRESS",
+                    "Where operator notifications (backups, disk, delivery failures) are e-mailed. "
+                    "Never an organisation's channels. Empty: not by e-mail.",
+                    {"empty or an e-mail address",
+                     [](const Value& v, Layer) -> std::optional<std::string> {
+                       const auto& a = std::get<std::string>(v);
+                       const std::size_t at = a.find('@');
+                       if (a.empty()) return std::nullopt;
+                       if (at == 0 || at == std::string::npos || a.find_first_of(" ,<>\t\r\n") != std::string::npos ||
+                           a.find('.', at) == std::string::npos) {
+                         return fmt::format("'{}' is not an e-mail address (name@example.com)", a);
+                       }
+                       return std::nullopt;
+                     }},
+                    &Config::operator_email),
+      StringSetting("operator_telegram_chat", "CHAT",
+                    "Telegram chat id for operator notifications (e.g. `-1001234567890`). Empty: "
+                    "not by Telegram.",
+                    {"empty, an integer chat id or @channelname",
+                     [](const Value& v, Layer) -> std::optional<std::string> {
+                       const auto& c = std::get<std::string>(v);
+                       if (c.empty()) return std::nullopt;
+                       std::string_view digits = c;
+                       if (digits.front() == '@') return digits.size() > 5 ? std::nullopt : std::optional<std::string>("'" + c + "' is too short for a @channelname");
+                       if (digits.front() == '-') digits.remove_prefix(1);
+                       if (!AllDigits(digits)) return fmt::format("'{}' is not a chat id (an integer or @channelname)", c);
+                       return std::nullopt;
+                     }},
+                    &Config::operator_telegram_chat),
+      StringSetting("operator_webhook_url", "URL",
+                    "Webhook for operator notifications, signed like a channel's with "
+                    "`OPENSENSE_OPERATOR_WEBHOOK_SECRET` (see docs/security.md). Empty: none.",
+                    {"empty or an https:// URL",
+                     [](const Value& v, Layer) -> std::optional<std::string> {
+                       const auto& u = std::get<std::string>(v);
+                       if (u.empty() || u.rfind("https://", 0) == 0) return std::nullopt;
+                       return fmt::format("'{}' is not an https:// URL", u);
+                     }},
+                    &Config::operator_webhook_url),
       IntSetting("demo_devices", "N", "With `serve --demo`: number of simulated fridges.", 1, 50,
                  &Config::demo_devices),
       IntSetting("demo_history_days", "DAYS",

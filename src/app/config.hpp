@@ -72,6 +72,25 @@ struct Config {
   // Readings (QoS 1 messages) the broker may have in flight to the subscriber (1..65535): the
   // window that pending commits may use. Default 10000.
   int mqtt_receive_maximum = 10000;
+  // Notifications (src/notify). Postmark API base URL. Default https://api.postmarkapp.com. The
+  // server token comes only from OPENSENSE_POSTMARK_TOKEN; without it e-mail goes to the log.
+  std::string postmark_base_url = "https://api.postmarkapp.com";
+  // The From of every e-mail (a Postmark sender signature). Default "OpenSense <opensense@localhost>".
+  std::string mail_from = "OpenSense <opensense@localhost>";
+  // Postmark message stream. Default "outbound".
+  std::string postmark_message_stream = "outbound";
+  // Telegram Bot API base URL. Default https://api.telegram.org. The bot token comes only from
+  // OPENSENSE_TELEGRAM_TOKEN.
+  std::string telegram_base_url = "https://api.telegram.org";
+  // Seconds one delivery request may take (1..120). Default 10.
+  int notify_timeout_seconds = 10;
+  // Attempts before a notification is given up (1..100). Default 12.
+  int notify_max_attempts = 12;
+  // The operator channel (backups, disk, delivery failures): an e-mail address, a Telegram chat
+  // id and/or a webhook URL (signed with OPENSENSE_OPERATOR_WEBHOOK_SECRET). Default "": logged only.
+  std::string operator_email;
+  std::string operator_telegram_chat;
+  std::string operator_webhook_url;
   // `serve --demo`: number of simulated fridges (1..50). Default 6.
   int demo_devices = 6;
   // `serve --demo`: days of history simulated at start (0..60). Default 14.
@@ -111,9 +130,9 @@ inline constexpr std::string_view kConfigEnvVar = "OPENSENSE_CONFIG";
 inline constexpr std::string_view kDefaultConfigFile = "opensense.toml";
 // Reserved for secrets: allowed in the environment, read by the modules that need them, ignored
 // by LoadConfig. Secrets never come from flags or the config file.
-inline constexpr std::array<std::string_view, 5> kSecretEnvVars = {
+inline constexpr std::array<std::string_view, 6> kSecretEnvVars = {
     "OPENSENSE_STORE_PASSWORD", "OPENSENSE_POSTMARK_TOKEN", "OPENSENSE_TELEGRAM_TOKEN",
-    "OPENSENSE_MQTT_PASSWORD", "OPENSENSE_MQTT_HOOK_SECRET"};
+    "OPENSENSE_MQTT_PASSWORD", "OPENSENSE_MQTT_HOOK_SECRET", "OPENSENSE_OPERATOR_WEBHOOK_SECRET"};
 
 struct ConfigSources {
   // The TOML file to read, if any.

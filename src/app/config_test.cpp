@@ -115,7 +115,7 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 23u);
+  ASSERT_EQ(settings.size(), 32u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
@@ -127,6 +127,10 @@ TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
                                           "mqtt_retired_client_ids", "mqtt_shared_group",
                                           "mqtt_ca_file", "mqtt_keepalive_seconds",
                                           "mqtt_session_expiry_seconds", "mqtt_receive_maximum",
+                                          "postmark_base_url", "mail_from", "postmark_message_stream",
+                                          "telegram_base_url", "notify_timeout_seconds",
+                                          "notify_max_attempts", "operator_email",
+                                          "operator_telegram_chat", "operator_webhook_url",
                                           "demo_devices", "demo_history_days"}));
   for (const auto& s : settings) {
     EXPECT_FALSE(s.description.empty()) << s.name;
@@ -179,6 +183,24 @@ TEST_F(ConfigTest, FileOverridesDefaults) {
   EXPECT_EQ(r->store_synchronous, "normal");
   EXPECT_EQ(r->demo_history_days, 0);
   EXPECT_EQ(r->retention_interval_seconds, 3600);  // untouched
+}
+
+TEST_F(ConfigTest, NotificationSettingsAreValidatedAndTokensAreSecrets) {
+  auto ok = Load("postmark_base_url = \"http://127.0.0.1:9999\"\noperator_email = \"ops@example.com\"\n"
+                 "operator_telegram_chat = \"-1001234567890\"\n",
+                 {{"OPENSENSE_POSTMARK_TOKEN", "t"}, {"OPENSENSE_OPERATOR_WEBHOOK_SECRET", "s"}});
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->postmark_base_url, "http://127.0.0.1:9999");
+  EXPECT_EQ(ok->operator_email, "ops@example.com");
+  EXPECT_EQ(ok->notify_timeout_seconds, 10);
+  for (const char* bad : {"postmark_base_url = \"http://api.postmarkapp.com\"\n",
+                          "telegram_base_url = \"http://127.0.0.1.evil.example\"\n",
+                          "operator_email = \"not an address\"\n",
+                          "operator_telegram_chat = \"12ab\"\n",
+                          "operator_webhook_url = \"http://hooks.example.com\"\n",
+                          "notify_timeout_seconds = 0\n", "notify_max_attempts = 101\n"}) {
+    EXPECT_FALSE(Load(bad)) << bad;
+  }
 }
 
 TEST_F(ConfigTest, EnvironmentOverridesFile) {
