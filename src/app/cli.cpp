@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <thread>
 
+#include "app/backup_cmd.hpp"
 #include "app/config.hpp"
 #include "app/demo.hpp"
 #include "app/secrets_file.hpp"
@@ -212,6 +213,7 @@ std::string LoadSecretsFor(const CommonFlags& flags, bool serving) {
 int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   Config cfg = LoadConfigFor(flags);
   ApplyLogLevel(cfg);
+  if (auto backups = BackupOptionsFor(cfg, nullptr); !backups) UsageError(backups.error().message);
   if (const std::string line = LoadSecretsFor(flags, /*serving=*/true); !line.empty()) {
     spdlog::info("{}", line);
   }
@@ -279,6 +281,12 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     so.retention_interval_ms = static_cast<TimestampMs>(cfg.retention_interval_seconds) * kMsPerSecond;
     so.metrics = &metrics;
     scheduler = std::make_unique<ops::Scheduler>(store.get(), &clock, so);
+  }
+  // Backups (src/backup): the placement check always; the jobs with the scheduler role.
+  LoggingOperatorAlerts operator_alerts;
+  auto backup_jobs = ScheduleBackups(cfg, scheduler.get(), &operator_alerts, &metrics, &clock);
+  if (!backup_jobs) UsageError(backup_jobs.error().message);
+  if (scheduler) {
     scheduler->Start();
   }
 
@@ -544,6 +552,11 @@ int RunCli(int argc, char** argv) {
   auto* store_copy_cmd = AddStoreCommand(app, &copy_flags);
   AddSecretsFileFlag(store_copy_cmd, &flags);
 
+  // backup run|verify|restore|list (backup_cmd.cpp)
+  BackupFlags backup_flags;
+  const BackupCommands backup_cmds = AddBackupCommand(app, &backup_flags);
+  for (auto* cmd : backup_cmds.all()) AddSettingFlags(cmd, &flags, BackupSettingNames());
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -589,6 +602,7 @@ int RunCli(int argc, char** argv) {
         !line.empty() && line.find("secrets from") != 0) {
       fmt::print(stderr, "opensense: {}\n", line);
     }
+    if (*backup_cmds.root) return RunBackupCommand(backup_cmds, backup_flags, cfg);
     if (*migrate_cmd) {
       auto store = OpenFor(cfg, /*writer=*/false);
       if (flags.json) PrintJson({{"store", cfg.StoreUrl()}, {"schema", store->SchemaVersion()}});

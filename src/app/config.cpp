@@ -249,6 +249,25 @@ Validator ProviderUrl() {
           }};
 }
 
+Validator AnyText(std::string allowed) {
+  return {std::move(allowed), [](const Value&, Layer) { return std::optional<std::string>(); }};
+}
+
+// Empty, or a command holding every one of `tokens`.
+Validator Placeholders(std::vector<std::string> tokens) {
+  std::string names;
+  for (const auto& t : tokens) names += (names.empty() ? "" : " and ") + ("`" + t + "`");
+  return {"empty or a command with " + names,
+          [tokens, names](const Value& v, Layer) -> std::optional<std::string> {
+            const auto& cmd = std::get<std::string>(v);
+            if (cmd.empty()) return std::nullopt;
+            for (const auto& t : tokens) {
+              if (cmd.find(t) == std::string::npos) return fmt::format("the command must contain {}", names);
+            }
+            return std::nullopt;
+          }};
+}
+
 // ---------------------------------------------------------------------------------------------
 // The settings table: the one place a setting is declared.
 
@@ -443,6 +462,73 @@ const std::vector<Setting>& Table() {
                        return fmt::format("'{}' is not an https:// URL", u);
                      }},
                     &Config::operator_webhook_url),
+      StringSetting("backup_dir", "DIR",
+                    "Where encrypted backups and their manifests go (another disk or mount: a "
+                    "directory inside the data directory is refused at start-up). Empty: no "
+                    "scheduled backups.",
+                    AnyText("a path or empty"), &Config::backup_dir),
+      StringSetting("backup_recipients", "KEYS",
+                    "age recipients (public keys `age1...`) backups are encrypted to, "
+                    "comma-separated. The private key never needs to be on this host.",
+                    {"empty or comma-separated age1... public keys",
+                     [](const Value& v, Layer) -> std::optional<std::string> {
+                       std::string_view list = std::get<std::string>(v);
+                       while (!list.empty()) {
+                         const std::size_t comma = std::min(list.find(','), list.size());
+                         std::string_view item = list.substr(0, comma);
+                         while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+                         while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+                         if (item.rfind("AGE-SECRET-KEY-", 0) == 0) {
+                           return std::string("a private key (AGE-SECRET-KEY-...) is not a recipient: "
+                                              "configure its public key (age1...) only");
+                         }
+                         if (item.rfind("age1", 0) != 0 || item.size() < 10) {
+                           return fmt::format("'{}' is not an age public key (age1...)", item);
+                         }
+                         list.remove_prefix(std::min(comma + 1, list.size()));
+                       }
+                       return std::nullopt;
+                     }},
+                    &Config::backup_recipients),
+      StringSetting("backup_recipients_file", "FILE",
+                    "A file of age recipients, one per line (`age -R`; `#` comments, ssh-ed25519 "
+                    "keys allowed), used with or instead of `backup_recipients`.",
+                    AnyText("a path or empty"), &Config::backup_recipients_file),
+      StringSetting("backup_schedule", "SCHEDULE",
+                    "`hourly`: with `backup_dir` set, the scheduler role backs up every hour "
+                    "(hourly ones kept `backup_hourly_keep_days`, the first of each day "
+                    "`backup_daily_keep_days`, the first of each week copied off-site); `off`: "
+                    "only `opensense backup run`.",
+                    OneOf({"hourly", "off"}), &Config::backup_schedule),
+      IntSetting("backup_hourly_keep_days", "DAYS", "Days an hourly backup is kept.", 1, 365,
+                 &Config::backup_hourly_keep_days),
+      IntSetting("backup_daily_keep_days", "DAYS",
+                 "Days the first backup of each day is kept (the newest verified backup is never "
+                 "pruned).",
+                 1, 3650, &Config::backup_daily_keep_days),
+      StringSetting("backup_offsite_dir", "DIR",
+                    "Off-site target as a directory (a mounted storage box): the first backup of "
+                    "each week is copied there. For EU customers the target must be in the EU.",
+                    AnyText("a path or empty"), &Config::backup_offsite_dir),
+      StringSetting("backup_offsite_command", "CMD",
+                    "Off-site target as a shell command instead, with `{file}` and `{name}` "
+                    "replaced (quoted), e.g. `rclone copyto {file} box:opensense/{name}`.",
+                    Placeholders({"{file}", "{name}"}), &Config::backup_offsite_command),
+      StringSetting("backup_offsite_fetch_command", "CMD",
+                    "Fetches a copy back for the off-site restore drill, e.g. `rclone copyto "
+                    "box:opensense/{name} {file}`.",
+                    Placeholders({"{file}", "{name}"}), &Config::backup_offsite_fetch_command),
+      StringSetting("backup_offsite_delete_command", "CMD",
+                    "Deletes an expired off-site copy, e.g. `rclone deletefile box:opensense/{name}`. "
+                    "Empty with a command target: the target's own retention applies.",
+                    Placeholders({"{name}"}), &Config::backup_offsite_delete_command),
+      IntSetting("backup_offsite_keep_weeks", "WEEKS", "Weeks an off-site copy is kept.", 1, 520,
+                 &Config::backup_offsite_keep_weeks),
+      StringSetting("backup_identity_file", "FILE",
+                    "The age identity (private key) for restore drills: set it only on a machine "
+                    "meant to hold the key. With it the scheduler drills the newest backup daily "
+                    "and the newest off-site copy, fetched back, weekly.",
+                    AnyText("a path or empty"), &Config::backup_identity_file),
       IntSetting("demo_devices", "N", "With `serve --demo`: number of simulated fridges.", 1, 50,
                  &Config::demo_devices),
       IntSetting("demo_history_days", "DAYS",

@@ -91,6 +91,30 @@ struct Config {
   std::string operator_email;
   std::string operator_telegram_chat;
   std::string operator_webhook_url;
+  // Backups (src/backup). Directory of the encrypted backups and their manifests; must not be
+  // inside the data directory. Default "" (no scheduled backups).
+  std::string backup_dir;
+  // age recipients (public keys, age1...), comma-separated. Default "".
+  std::string backup_recipients;
+  // A file of age recipients, one per line (`age -R`). Default "".
+  std::string backup_recipients_file;
+  // "hourly" (default): the scheduler role backs up every hour when backup_dir is set; "off".
+  std::string backup_schedule = "hourly";
+  // Hourly backups are kept this many days (1..365). Default 7.
+  int backup_hourly_keep_days = 7;
+  // The first backup of each day is kept this many days (1..3650). Default 30.
+  int backup_daily_keep_days = 30;
+  // Off-site target: a directory (a mounted storage box). Default "".
+  std::string backup_offsite_dir;
+  // ... or commands with {file} and {name}: push, fetch back (for drills), delete (optional).
+  std::string backup_offsite_command;
+  std::string backup_offsite_fetch_command;
+  std::string backup_offsite_delete_command;
+  // Weekly off-site copies are kept this many weeks (1..520). Default 12.
+  int backup_offsite_keep_weeks = 12;
+  // The age identity (private key) for restore drills; only on a machine meant to hold it.
+  // Default "": no scheduled drills.
+  std::string backup_identity_file;
   // `serve --demo`: number of simulated fridges (1..50). Default 6.
   int demo_devices = 6;
   // `serve --demo`: days of history simulated at start (0..60). Default 14.
