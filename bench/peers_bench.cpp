@@ -19,6 +19,8 @@
 // Per system:
 //   ingest: --ingest-runs fresh instances each loaded with the first --ingest-days days; the
 //           figure is the median points/s (timed from the first request to the last answer).
+//           The runs go round-robin over the systems (run 1 of each, then run 2, ...), so a change
+//           in the machine's load is spread over all of them.
 //   year:   one fresh instance loaded with all --days days (its rate is reported too), brought to
 //           its settled state (InfluxDB: its WAL snapshotted and shards fully compacted, with the
 //           cold-shard durations shortened so that happens within the run; VictoriaMetrics:
@@ -910,16 +912,18 @@ std::string LoadAvg() {
   return a + " " + b + " " + c;
 }
 
-Result RunSystem(const Options& o, const Gen& year, const Gen& month, const Settings& s, bool with_year) {
-  Result res{s};
-  for (int r = 0; r < o.ingest_runs; ++r) {
-    Instance inst(o, s, fmt::format("ingest run {}/{}", r + 1, o.ingest_runs));
-    LoadRun run = Load(o, month, inst, month.lines());
-    res.ingest.push_back(run.rate());
-    std::cerr << "[peers]   " << Rate(run.rate()) << " points/s (" << run.points << " points in "
-              << fmt::format("{:.2f}", run.seconds) << " s)" << std::endl;
-  }
-  if (!with_year) return res;
+// One ingest run (a fresh instance loaded with `month`) of `res`'s system.
+void IngestRun(const Options& o, const Gen& month, Result& res, int r) {
+  Instance inst(o, res.s, fmt::format("ingest run {}/{}", r + 1, o.ingest_runs));
+  LoadRun run = Load(o, month, inst, month.lines());
+  res.ingest.push_back(run.rate());
+  std::cerr << "[peers]   " << Rate(run.rate()) << " points/s (" << run.points << " points in "
+            << fmt::format("{:.2f}", run.seconds) << " s)" << std::endl;
+}
+
+// The full range into a fresh instance, the queries, memory and disk.
+void YearRun(const Options& o, const Gen& year, Result& res) {
+  const Settings& s = res.s;
   res.year = true;
   Instance inst(o, s, fmt::format("{} days, then queries", o.days));
   res.year_load = Load(o, year, inst, year.lines());
@@ -949,7 +953,6 @@ Result RunSystem(const Options& o, const Gen& year, const Gen& month, const Sett
             << std::endl;
   res.peak_rss_kb = inst.PeakRssKb();
   res.disk = inst.StopAndMeasure();
-  return res;
 }
 
 int Main(int argc, char** argv) {
@@ -972,12 +975,18 @@ int Main(int argc, char** argv) {
   Gen month(o.devices, o.ingest_days, year.start, o.seed);
 
   std::vector<Result> results;
-  if (o.os_full) results.push_back(RunSystem(o, year, month, {Kind::kOpenSense, "OpenSense (FULL)", "full"}, true));
-  if (o.os_normal) {
-    results.push_back(RunSystem(o, year, month, {Kind::kOpenSense, "OpenSense (NORMAL)", "normal"}, false));
+  if (o.os_full) results.push_back({{Kind::kOpenSense, "OpenSense (FULL)", "full"}});
+  if (o.os_normal) results.push_back({{Kind::kOpenSense, "OpenSense (NORMAL)", "normal"}});
+  if (o.influx) results.push_back({{Kind::kInflux, "InfluxDB", ""}});
+  if (o.vm) results.push_back({{Kind::kVictoria, "VictoriaMetrics", ""}});
+  // Round-robin, so a change in the machine's load during the run is spread over all systems:
+  // ingest run 1 of each system, then run 2 of each, ...; then the year of each (not NORMAL).
+  for (int r = 0; r < o.ingest_runs; ++r) {
+    for (auto& res : results) IngestRun(o, month, res, r);
   }
-  if (o.influx) results.push_back(RunSystem(o, year, month, {Kind::kInflux, "InfluxDB", ""}, true));
-  if (o.vm) results.push_back(RunSystem(o, year, month, {Kind::kVictoria, "VictoriaMetrics", ""}, true));
+  for (auto& res : results) {
+    if (res.s.synchronous != "normal") YearRun(o, year, res);
+  }
   const std::string load_end = LoadAvg();
 
   // ---- the table ----

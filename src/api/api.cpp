@@ -1,5 +1,7 @@
 #include "api/api.hpp"
 #include "api/api_internal.hpp"
+#include "api/device_profile_json.hpp"
+#include "api/reports_routes.hpp"
 #include "api/channels_routes.hpp"
 
 #include <fmt/format.h>
@@ -173,6 +175,7 @@ json DeviceJson(const Device& d) {
             {"created_at", FormatRfc3339(d.created_at)}};
   j["site"] = d.site_id ? json(*d.site_id) : json(nullptr);
   j["serial"] = d.serial ? json(*d.serial) : json(nullptr);
+  j.update(DeviceProfileJson(d.profile));
   return j;
 }
 
@@ -463,7 +466,9 @@ struct Api::Impl : internal::ApiContext {
       if (!st) return FromError(st.error());
     }
     if (!*name) return Response::Error(400, "invalid_argument", "'name' is required");
-    auto dev = store->CreateDevice({p.org, **name, *site, *serial});
+    store::NewDevice nd{p.org, **name, *site, *serial};
+    if (auto st = ApplyDeviceProfileJson(*body, &nd.profile); !st) return FromError(st.error());
+    auto dev = store->CreateDevice(nd);
     if (!dev) return FromError(dev.error());
     auto token = tokens->IssueDeviceToken(p.org, dev->id);
     if (!token) return FromError(token.error());
@@ -479,7 +484,7 @@ struct Api::Impl : internal::ApiContext {
     if (!body) return FromError(body.error());
     store::DeviceUpdate up;
     for (auto& [key, value] : body->items()) {
-      if (key != "name" && key != "site" && key != "serial") {
+      if (key != "name" && key != "site" && key != "serial" && !IsDeviceProfileKey(key)) {
         return Response::Error(400, "invalid_argument", fmt::format("unknown field '{}'", key.substr(0, 64)));
       }
     }
@@ -498,6 +503,9 @@ struct Api::Impl : internal::ApiContext {
       if (!s) return FromError(s.error());
       up.serial = *s;
     }
+    DeviceProfile profile = dev->profile;
+    if (auto st = ApplyDeviceProfileJson(*body, &profile); !st) return FromError(st.error());
+    if (profile != dev->profile) up.profile = profile;
     auto updated = store->UpdateDevice(p.org, dev->id, up);
     ForgetDeviceNames();
     if (!updated) return FromError(updated.error());
@@ -788,6 +796,7 @@ http::Router Api::BuildRouter() {
            m->User(Role::kViewer, [m](Request& req, P p) { return m->Series(req, p); }));
   m->Route(r, "GET", "/api/v1/devices/{id}/series.csv", "The same as CSV, in the organisation's time zone",
            m->User(Role::kViewer, [m](Request& req, P p) { return m->SeriesCsv(req, p); }));
+  RegisterReportRoutes(*m, r);  // compliance PDF, daily CSV, readings CSV (api/reports_routes.cpp)
 
   m->Route(r, "GET", "/api/v1/sites", "List sites", m->User(Role::kViewer, [m](Request&, P p) {
     auto list = m->store->ListSites(p.org);

@@ -55,21 +55,7 @@ constexpr DataClass kLevelClass[] = {DataClass::kRollup5m, DataClass::kRollup1h,
 
 }  // namespace
 
-Result<ReportData> BuildReport(store::Store& store, AlertHistory& alerts, const ReportRequest& request,
-                               TimestampMs now, bool alerts_available) {
-  OS_RETURN_IF_ERROR(ValidatePeriod(request.from, request.to, now));
-  ReportData data;
-  data.request = request;
-  data.generated_at = now;
-  data.alerts_available = alerts_available;
-  OS_ASSIGN_OR_RETURN(data.org, store.GetOrganization(request.org));
-  OS_ASSIGN_OR_RETURN(TimeZone zone, TimeZone::Load(data.org.time_zone));
-  data.time_zone = zone.name();
-
-  OS_ASSIGN_OR_RETURN(std::vector<Site> sites, store.ListSites(request.org));
-  std::map<SiteId, std::string> site_names;
-  for (const auto& s : sites) site_names[s.id] = s.name;
-
+Result<std::vector<Device>> ResolveReportDevices(store::Store& store, const ReportRequest& request) {
   std::vector<Device> devices;
   if (!request.devices.empty()) {
     for (DeviceId id : request.devices) {
@@ -106,6 +92,26 @@ Result<ReportData> BuildReport(store::Store& store, AlertHistory& alerts, const 
                                    devices.size(), kMaxReportDevices));
     }
   }
+
+  return devices;
+}
+
+Result<ReportData> BuildReport(store::Store& store, AlertHistory& alerts, const ReportRequest& request,
+                               TimestampMs now, bool alerts_available) {
+  OS_RETURN_IF_ERROR(ValidatePeriod(request.from, request.to, now));
+  ReportData data;
+  data.request = request;
+  data.generated_at = now;
+  data.alerts_available = alerts_available;
+  OS_ASSIGN_OR_RETURN(data.org, store.GetOrganization(request.org));
+  OS_ASSIGN_OR_RETURN(TimeZone zone, TimeZone::Load(data.org.time_zone));
+  data.time_zone = zone.name();
+
+  OS_ASSIGN_OR_RETURN(std::vector<Site> sites, store.ListSites(request.org));
+  std::map<SiteId, std::string> site_names;
+  for (const auto& s : sites) site_names[s.id] = s.name;
+
+  OS_ASSIGN_OR_RETURN(std::vector<Device> devices, ResolveReportDevices(store, request));
 
   // The finest rollup level whose retention still covers the start of the period.
   OS_ASSIGN_OR_RETURN(RetentionPolicy policy, store.GetRetentionPolicy(request.org));

@@ -185,6 +185,10 @@ struct ReportData {
   std::string digest;  // SHA-256 hex of the canonical serialisation of the data used
 };
 
+// The devices a request names (in its order), or every device of its site / organisation.
+// kNotFound for an unknown device or site, another organisation's included.
+Result<std::vector<Device>> ResolveReportDevices(store::Store& store, const ReportRequest& request);
+
 // Reads and computes a report. kNotFound: an unknown device or site (another organisation's
 // too), or no stored data for the period at any level; kInvalidArgument: a bad period.
 Result<ReportData> BuildReport(store::Store& store, AlertHistory& alerts, const ReportRequest& request,

@@ -104,9 +104,9 @@ struct DeviceUpdate {
   std::optional<std::string> name;
   std::optional<std::optional<SiteId>> site;
   std::optional<std::optional<std::string>> serial;
+  std::optional<DeviceProfile> profile;  // replaces the whole profile; validated
 };
 
-  std::optional<DeviceProfile> profile;  // replaces the whole profile; validated
 struct StoreStats {
   std::int64_t head_readings = 0;   // acknowledged, logged, not yet compacted into chunks
   std::int64_t chunk_readings = 0;  // readings in compacted chunks

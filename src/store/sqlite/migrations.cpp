@@ -217,6 +217,26 @@ CREATE TABLE notification_attempts(
   detail TEXT NOT NULL DEFAULT '');
 CREATE INDEX notification_attempts_at ON notification_attempts(at);
 CREATE INDEX notification_attempts_outbox ON notification_attempts(outbox_id);
+CREATE TABLE notification_channels(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  kind TEXT NOT NULL CHECK (kind IN ('email','telegram','webhook')),
+  name TEXT NOT NULL,
+  target TEXT NOT NULL,
+  secret TEXT NOT NULL DEFAULT '',
+  enabled INTEGER NOT NULL DEFAULT 1,
+  created_at INTEGER NOT NULL);
+CREATE INDEX notification_channels_org ON notification_channels(org_id);
+)sql",
+    // 8: what compliance reports need about a device (core/types.hpp DeviceProfile):
+    // target range, expected reading interval, medicine-storage flag, calibration dates.
+    R"sql(
+ALTER TABLE devices ADD COLUMN target_min REAL;
+ALTER TABLE devices ADD COLUMN target_max REAL;
+ALTER TABLE devices ADD COLUMN expected_interval_s INTEGER;
+ALTER TABLE devices ADD COLUMN medicine_storage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN calibration_date TEXT;
+ALTER TABLE devices ADD COLUMN calibration_due TEXT;
 )sql",
 };
 
@@ -257,23 +277,3 @@ Status Migrate(Db* db, int target) {
 }
 
 }  // namespace opensense::store::sqlite
-CREATE TABLE notification_channels(
-  id INTEGER PRIMARY KEY,
-  org_id INTEGER NOT NULL REFERENCES organizations(id),
-  kind TEXT NOT NULL CHECK (kind IN ('email','telegram','webhook')),
-  name TEXT NOT NULL,
-  target TEXT NOT NULL,
-  secret TEXT NOT NULL DEFAULT '',
-  enabled INTEGER NOT NULL DEFAULT 1,
-  created_at INTEGER NOT NULL);
-CREATE INDEX notification_channels_org ON notification_channels(org_id);
-)sql",
-    // 8: what compliance reports need about a device (core/types.hpp DeviceProfile):
-    // target range, expected reading interval, medicine-storage flag, calibration dates.
-    R"sql(
-ALTER TABLE devices ADD COLUMN target_min REAL;
-ALTER TABLE devices ADD COLUMN target_max REAL;
-ALTER TABLE devices ADD COLUMN expected_interval_s INTEGER;
-ALTER TABLE devices ADD COLUMN medicine_storage INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE devices ADD COLUMN calibration_date TEXT;
-ALTER TABLE devices ADD COLUMN calibration_due TEXT;

@@ -186,17 +186,15 @@ Device ReadDevice(Stmt* s) {
   if (!s->IsNull(4)) d.serial = s->Text(4);
   d.decommissioned = !s->IsNull(5);
   d.created_at = s->Int(6);
-  return d;
-}
   if (!s->IsNull(7)) d.profile.target_min = s->Double(7);
   if (!s->IsNull(8)) d.profile.target_max = s->Double(8);
   if (!s->IsNull(9)) d.profile.expected_interval_s = s->Int(9);
   d.profile.medicine_storage = s->Int(10) != 0;
   if (!s->IsNull(11)) d.profile.calibration_date = s->Text(11);
   if (!s->IsNull(12)) d.profile.calibration_due = s->Text(12);
+  return d;
+}
 
-// Steps a bound device query once: the device, or kNotFound with `missing`.
-Result<Device> OneDevice(Stmt* s, std::string missing) {
 // Binds the profile columns at `first`, first + 1, ... (target_min .. calibration_due).
 void BindDeviceProfile(Stmt* s, int first, const DeviceProfile& p) {
   if (p.target_min) s->Bind(first, *p.target_min); else s->BindNull(first);
@@ -207,6 +205,8 @@ void BindDeviceProfile(Stmt* s, int first, const DeviceProfile& p) {
   if (p.calibration_due) s->Bind(first + 5, *p.calibration_due); else s->BindNull(first + 5);
 }
 
+// Steps a bound device query once: the device, or kNotFound with `missing`.
+Result<Device> OneDevice(Stmt* s, std::string missing) {
   auto row = s->Step();
   if (!row || !*row) {
     s->Reset();
@@ -820,6 +820,7 @@ Result<Device> SqliteStore::CreateDevice(const NewDevice& device) {
   if (device.serial && (device.serial->empty() || device.serial->size() > 128)) {
     return MakeError(ErrorCode::kInvalidArgument, "a serial has 1-128 characters");
   }
+  OS_RETURN_IF_ERROR(ValidateDeviceProfile(device.profile));
   OS_RETURN_IF_ERROR(GetOrganization(device.org));
   std::lock_guard lock(meta_mu_);
   if (device.site) {
@@ -836,10 +837,11 @@ Result<Device> SqliteStore::CreateDevice(const NewDevice& device) {
   Device out;
   out.org_id = device.org;
   out.site_id = device.site;
-  OS_RETURN_IF_ERROR(ValidateDeviceProfile(device.profile));
   out.name = device.name;
   out.serial = device.serial;
   out.created_at = clock_->NowMs();
+  out.profile = device.profile;
+  BindDeviceProfile(s, 6, device.profile);
   s->Bind(1, device.org);
   if (device.site) s->Bind(2, *device.site); else s->BindNull(2);
   s->Bind(3, device.name);
@@ -854,8 +856,6 @@ Result<Device> SqliteStore::CreateDevice(const NewDevice& device) {
     return tl::unexpected(st.error());
   }
   out.id = meta_db_->LastInsertRowid();
-  out.profile = device.profile;
-  BindDeviceProfile(s, 6, device.profile);
   return out;
 }
 
@@ -977,6 +977,7 @@ Result<Device> SqliteStore::UpdateDevice(OrgId org, DeviceId id, const DeviceUpd
   if (update.serial && *update.serial && ((*update.serial)->empty() || (*update.serial)->size() > 128)) {
     return MakeError(ErrorCode::kInvalidArgument, "a serial has 1-128 characters");
   }
+  if (update.profile) OS_RETURN_IF_ERROR(ValidateDeviceProfile(*update.profile));
   OS_ASSIGN_OR_RETURN(Device current, GetDevice(org, id));
   if (update.site && *update.site) OS_RETURN_IF_ERROR(GetSite(org, **update.site));
   {
@@ -994,7 +995,6 @@ Result<Device> SqliteStore::UpdateDevice(OrgId org, DeviceId id, const DeviceUpd
     if (serial) s->Bind(3, *serial); else s->BindNull(3);
     auto st = s->Bind(10, id).Bind(11, org).Run();
     if (!st && st.error().code == ErrorCode::kAlreadyExists) {
-  if (update.profile) OS_RETURN_IF_ERROR(ValidateDeviceProfile(*update.profile));
       return MakeError(ErrorCode::kAlreadyExists,
                        fmt::format("a device with serial '{}' exists already", serial.value_or("")));
     }
