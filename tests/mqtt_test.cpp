@@ -552,8 +552,11 @@ TEST_F(MqttIngest, BrokerRestartMidStreamSubscriberReconnectsByItself) {
   stream.Publish(2000, 5);
   ASSERT_TRUE(stream.WaitAllAcked());
   ASSERT_TRUE(WaitFor([&] { return os_.Metric("opensense_mqtt_acks_pending") == 2000; }, std::chrono::seconds(15)));
-  // Mid-stream: restart the broker (SIGTERM saves its persistence; the session and its
-  // unacknowledged messages survive).
+  EXPECT_EQ(os_.Metric("opensense_mqtt_connected"), 1);
+  // Mid-stream: stop the broker (SIGTERM saves its persistence; the session and its
+  // unacknowledged messages survive); the connection gauge shows ingest over MQTT is down.
+  broker_->Stop();
+  EXPECT_TRUE(WaitFor([&] { return os_.Metric("opensense_mqtt_connected") == 0; }, std::chrono::seconds(15)));
   ASSERT_TRUE(broker_->Restart()) << broker_->Log();
   // The publishers reconnect on their own; so must the subscriber.
   std::this_thread::sleep_for(std::chrono::seconds(2));
@@ -564,6 +567,7 @@ TEST_F(MqttIngest, BrokerRestartMidStreamSubscriberReconnectsByItself) {
   EXPECT_EQ(WaitStored(os_, w, t0, 11000, std::chrono::seconds(40)), 11000);
   EXPECT_GE(os_.Metric("opensense_mqtt_reconnects_total"), 1);
   EXPECT_EQ(os_.Metric("opensense_mqtt_sessions_lost_total"), 0);
+  EXPECT_TRUE(WaitFor([&] { return os_.Metric("opensense_mqtt_connected") == 1; }, std::chrono::seconds(15)));
 }
 
 TEST_F(MqttIngest, BurstOf200000ReadingsFasterThanCommitsIsStoredWhole) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <regex>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -41,6 +43,7 @@ TEST(SecurityHeaders, OnEveryResponseOverATableOfRoutes) {
       // Refused from the header alone (the body is never read).
       {"POST", "/api/v1/ingest", {{"Authorization", "Bearer osd_1_x"}, {"Content-Length", "16777217"}}, "", 413},
   };
+  std::set<std::string> request_ids;
   for (const auto& c : cases) {
     auto r = opensense::http::Fetch(os.address(), c.method, c.target, c.headers, c.body);
     ASSERT_TRUE(r) << c.method << " " << c.target << ": " << r.error().message;
@@ -51,6 +54,10 @@ TEST(SecurityHeaders, OnEveryResponseOverATableOfRoutes) {
         {"X-Frame-Options", "DENY"},
         {"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
         {"Cache-Control", "no-store"}};
+    // Every answer names its request (the request log and JSON log lines carry the same id).
+    const std::string id(r->Header("X-Request-Id").value_or(""));
+    EXPECT_TRUE(std::regex_match(id, std::regex("[0-9a-f]{16}"))) << c.method << " " << c.target << " " << id;
+    EXPECT_TRUE(request_ids.insert(id).second) << "request id repeated: " << id;
     for (const auto& [name, value] : expected) {
       EXPECT_EQ(r->Header(name).value_or("<missing>"), value) << c.method << " " << c.target << " " << name;
       int count = 0;

@@ -849,6 +849,7 @@ void Api::OnComplete(const http::Request& req, const std::string& route, int sta
   impl_->metrics->GetCounter("opensense_http_requests_total", "HTTP requests by route and status.",
                              {{"route", route_label}, {"status", std::to_string(status)}})
       .Inc();
+  spdlog::debug("http: {} {} -> {} in {} us", req.method, route_label, status, duration.count());
   if (route == "/healthz" || route == "/readyz" || route == "/metrics") return;
   if (route.rfind("/internal/", 0) == 0) return;  // broker hooks: counted above, not API requests
   store::ApiRequestLog row;
@@ -858,6 +859,7 @@ void Api::OnComplete(const http::Request& req, const std::string& route, int sta
   auto principal = req.params.find("__principal");
   if (principal != req.params.end()) row.principal = principal->second;
   row.method = req.method.substr(0, 16);
+  row.request_id = req.id;
   row.route = route_label;
   row.status = status;
   row.duration_us = duration.count();

@@ -25,6 +25,7 @@
 #include "app/backup_cmd.hpp"
 #include "app/config.hpp"
 #include "app/demo.hpp"
+#include "app/log_format.hpp"
 #include "app/secrets_file.hpp"
 #include "app/systemd_notify.hpp"
 #include "api/api.hpp"
@@ -121,7 +122,7 @@ Config LoadConfigFor(const CommonFlags& flags) {
 
 void ApplyLogLevel(const Config& cfg) {
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+  ApplyLogFormat(cfg.log_format);
 }
 
 store::StoreOptions StoreOptionsFor(const Config& cfg, bool writer, MetricsRegistry* metrics = nullptr) {

@@ -329,6 +329,11 @@ const std::vector<Setting>& Table() {
                     HostPortValidator(), &Config::listen),
       StringSetting("log_level", "LEVEL", "Least severe log message written.",
                     OneOf({"trace", "debug", "info", "warn", "error"}), &Config::log_level),
+      StringSetting("log_format", "FORMAT",
+                    "`text` (human-readable) or `json`: one JSON object per line with `ts`, "
+                    "`level`, `msg` and, while an HTTP request is handled, its `request_id` (the "
+                    "answer's `X-Request-Id` and the request's row in the API request log).",
+                    OneOf({"text", "json"}), &Config::log_format),
       IntSetting("head_flush_readings", "N",
                  "Recent readings are kept in memory (the head) and compacted into chunks once "
                  "the head holds this many readings.",

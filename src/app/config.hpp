@@ -34,6 +34,7 @@ struct Config {
   std::string trusted_proxies;
   // trace, debug, info (default), warn or error.
   std::string log_level = "info";
+  std::string log_format = "text";
   // The head is compacted into chunks once it holds this many readings (>= 1024). Default 262144.
   std::int64_t head_flush_readings = 256 * 1024;
   // ... or once its oldest reading is this old, in seconds (1..86400). Default 600.

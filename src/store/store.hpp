@@ -89,6 +89,7 @@ struct ApiRequestLog {
   int status = 0;
   std::int64_t duration_us = 0;
   std::string client;     // remote address
+  std::string request_id; // http::Request::id: the X-Request-Id and the request_id of log lines
 };
 
 // The newest reading of one metric of a device.

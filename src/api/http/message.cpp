@@ -1,5 +1,6 @@
 // Request and Response value types, and the wire helpers they share with the server and client.
 #include <cstdio>
+#include <random>
 
 #include "api/http/server.hpp"
 #include "api/http/wire.hpp"
@@ -204,6 +205,24 @@ Result<std::pair<std::string, std::string>> SplitHostPort(std::string_view addre
 }
 
 }  // namespace wire
+
+namespace {
+thread_local std::string t_request_id;
+}  // namespace
+
+std::string NewRequestId() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::uint64_t v = rng();
+  std::string id(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) id[static_cast<std::size_t>(i)] = kHex[v & 0xF];
+  return id;
+}
+
+const std::string& CurrentRequestId() { return t_request_id; }
+
+ScopedRequestId::ScopedRequestId(const std::string& id) : previous_(t_request_id) { t_request_id = id; }
+ScopedRequestId::~ScopedRequestId() { t_request_id = previous_; }
 
 std::optional<std::string_view> Request::Header(std::string_view name) const {
   for (const auto& [key, value] : headers) {

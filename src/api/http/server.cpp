@@ -206,6 +206,7 @@ class Session : public std::enable_shared_from_this<Session> {
     phase_ = Phase::kReading;
     req_ = Request{};
     req_.remote_address = remote_;
+    req_.id = NewRequestId();
     route_.clear();
     status_ = 0;
     version_ = 11;
@@ -312,6 +313,7 @@ class Session : public std::enable_shared_from_this<Session> {
     phase_ = Phase::kHandling;
     auto self = shared_from_this();
     bool queued = server_.workers.Post([self] {
+      ScopedRequestId scoped(self->req_.id);
       std::string route;
       Response res = self->server_.router.Handle(self->req_, &route);
       net::post(self->executor_, [self, res = std::move(res), route = std::move(route)]() mutable {
@@ -362,6 +364,7 @@ class Session : public std::enable_shared_from_this<Session> {
     for (const auto& [name, value] : options_.default_headers) {
       if (msg.find(name) == msg.end()) msg.set(name, value);
     }
+    if (!req_.id.empty()) msg.set("X-Request-Id", req_.id);
   }
 
   void WriteResponse(Response res) {
@@ -566,6 +569,7 @@ class Session : public std::enable_shared_from_this<Session> {
       auto duration =
           std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
       try {
+        ScopedRequestId scoped(req_.id);
         options_.on_complete(req_, route_, status_, duration);
       } catch (const std::exception& e) {
         spdlog::error("http: on_complete threw: {}", e.what());

@@ -38,6 +38,10 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;  // in the order received
   std::string body;
   std::string remote_address;  // the peer, "127.0.0.1:51234" (the TLS proxy, behind Caddy)
+  // This request's id (16 hex digits), assigned by the server: the answer's X-Request-Id, the
+  // `request_id` of log lines written while it is handled (CurrentRequestId) and of its row in
+  // the API request log.
+  std::string id;
 
   // The first header with this name (names compare case-insensitively).
   std::optional<std::string_view> Header(std::string_view name) const;
@@ -48,6 +52,23 @@ struct Request {
   // (origin form, "/a/b?x=1"). For handler unit tests that call Router::Handle without a socket.
   // kInvalidArgument for a target that is not origin form or has malformed percent-encoding.
   static Result<Request> FromTarget(std::string method, std::string target, std::string body = {});
+};
+
+// A fresh request id (16 lowercase hex digits, random; for correlation, not a secret).
+std::string NewRequestId();
+// The id of the request the calling thread is handling, "" outside a handler (for log lines).
+const std::string& CurrentRequestId();
+// Sets the calling thread's current request id for its lifetime (the server does this around
+// handlers and the completion observer).
+class ScopedRequestId {
+ public:
+  explicit ScopedRequestId(const std::string& id);
+  ~ScopedRequestId();
+  ScopedRequestId(const ScopedRequestId&) = delete;
+  ScopedRequestId& operator=(const ScopedRequestId&) = delete;
+
+ private:
+  std::string previous_;
 };
 
 // The answer to a Request. Either `body` or `stream` carries the payload.

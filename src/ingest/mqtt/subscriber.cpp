@@ -170,6 +170,9 @@ class SubscriberImpl final : public Subscriber {
             "Reconnects where the broker had no session any more (messages queued for it may be lost).")),
         acks_pending_(metrics->GetGauge("opensense_mqtt_acks_pending",
                                         "MQTT messages received and waiting for their commit before the PUBACK.")),
+        connected_gauge_(metrics->GetGauge(
+            "opensense_mqtt_connected",
+            "MQTT subscriber connections that are up and subscribed (0: ingest over MQTT is down).")),
         metrics_(metrics) {
     clock_ = options_.clock != nullptr ? options_.clock : &system_clock_;
   }
@@ -266,6 +269,10 @@ class SubscriberImpl final : public Subscriber {
   void CountAcked(std::size_t n) { acked_.Inc(n); }
   void CountReconnect() { reconnects_.Inc(); }
   void CountSessionLost() { sessions_lost_.Inc(); }
+  // A session's connection came up (+1) or went down (-1).
+  void CountConnected(int delta) {
+    connected_gauge_.Set(static_cast<double>(connected_count_.fetch_add(delta) + delta));
+  }
   void AddPending(std::int64_t n) {
     pending_total_ += static_cast<std::uint64_t>(n);
     acks_pending_.Set(static_cast<double>(pending_total_.load()));
@@ -375,6 +382,8 @@ class SubscriberImpl final : public Subscriber {
   Counter& reconnects_;
   Counter& sessions_lost_;
   Gauge& acks_pending_;
+  Gauge& connected_gauge_;
+  std::atomic<int> connected_count_{0};
   std::atomic<std::uint64_t> rejected_total_{0};
   std::atomic<std::uint64_t> pending_total_{0};
   MetricsRegistry* metrics_;
@@ -527,6 +536,7 @@ awaitable<Status> Session::ConnectOnce() {
     co_return MakeError(ErrorCode::kUnavailable, fmt::format("sending SUBSCRIBE: {}", wec.message()));
   }
   connected_ = true;
+  owner_->CountConnected(+1);
   last_sent_ = last_received_ = last_publish_ = connected_since_ = Steady::now();
   spdlog::info("mqtt: {}: connected to {}:{}{} ({} session){}", client_id_, ep.host, ep.port, tls_ ? " (TLS)" : "",
                connack->session_present ? "resumed" : "new",
@@ -781,6 +791,7 @@ void Session::StartWrite() {
 
 void Session::Close() {
   if (!stream_) return;
+  if (connected_) owner_->CountConnected(-1);
   connected_ = false;
   subscribed_ = finished_.load();
   error_code ec;

@@ -45,7 +45,8 @@ constexpr TableSpec kTables[] = {
     {"retention_overrides", "org_id, data_class, unit, amount", false},
     {"series", "id, device_id, metric, unit", true},
     {"alert_events", "id, org_id, alert_id, device_id, kind, at, actor, note, details", true},
-    {"api_requests", "id, at, org_id, principal, method, route, status, duration_us, client", true},
+    {"api_requests", "id, at, org_id, principal, method, route, status, duration_us, client, request_id",
+     true},
 };
 constexpr std::int64_t kMetadataChunk = 5'000;
 

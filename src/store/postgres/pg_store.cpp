@@ -837,10 +837,13 @@ Status PgStore::FlushRequestLog() {
     AppendCopyText(&data, r.route);
     fmt::format_to(std::back_inserter(data), "\t{}\t{}\t", r.status, r.duration_us);
     AppendCopyText(&data, r.client);
+    data += '\t';
+    AppendCopyText(&data, r.request_id);
     data += '\n';
   }
   return wconn_->CopyIn(
-      "COPY api_requests(at, org_id, principal, method, route, status, duration_us, client) FROM STDIN",
+      "COPY api_requests(at, org_id, principal, method, route, status, duration_us, client, request_id) "
+      "FROM STDIN",
       data);
 }
 

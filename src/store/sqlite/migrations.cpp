@@ -9,7 +9,7 @@ namespace opensense::store::sqlite {
 namespace {
 
 // Never edit a shipped migration: append a new one.
-constexpr std::array<const char*, 8> kMigrations = {
+constexpr std::array<const char*, 9> kMigrations = {
     // 1: organisations, sites, devices.
     R"sql(
 CREATE TABLE organizations(
@@ -238,6 +238,9 @@ ALTER TABLE devices ADD COLUMN medicine_storage INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE devices ADD COLUMN calibration_date TEXT;
 ALTER TABLE devices ADD COLUMN calibration_due TEXT;
 )sql",
+    // 9: the request id of each API request-log row (http::Request::id), which JSON log
+    // lines carry too.
+    R"sql(ALTER TABLE api_requests ADD COLUMN request_id TEXT NOT NULL DEFAULT '';)sql",
 };
 
 }  // namespace

@@ -1190,8 +1190,8 @@ Status SqliteStore::FlushRequestLog() {
   if (rows.empty()) return Ok();
   OS_ASSIGN_OR_RETURN(auto txn, Transaction::Begin(wdb_.get()));
   OS_ASSIGN_OR_RETURN(Stmt * s, wdb_->Prepare(
-      "INSERT INTO api_requests(at, org_id, principal, method, route, status, duration_us, client) "
-      "VALUES(?,?,?,?,?,?,?,?)"));
+      "INSERT INTO api_requests(at, org_id, principal, method, route, status, duration_us, client, "
+      "request_id) VALUES(?,?,?,?,?,?,?,?,?)"));
   for (const auto& r : rows) {
     s->Bind(1, r.at);
     if (r.org) s->Bind(2, *r.org); else s->BindNull(2);
@@ -1201,6 +1201,7 @@ Status SqliteStore::FlushRequestLog() {
                            .Bind(6, r.status)
                            .Bind(7, r.duration_us)
                            .Bind(8, r.client)
+                           .Bind(9, r.request_id)
                            .Run());
   }
   return txn.Commit();
