@@ -518,7 +518,9 @@ TEST_F(Api, LatestOfEveryDeviceStaysInTheOrganisation) {
   auto a = S().Call("GET", "/api/v1/latest", W().owner_a);
   ASSERT_EQ(a.status, 200) << a.body;
   bool seen_a = false;
-  for (const auto& d : json::parse(a.body).at("devices")) {
+  const json aj = json::parse(a.body);
+  ASSERT_TRUE(aj.contains("devices")) << a.body;
+  for (const auto& d : aj["devices"]) {
     EXPECT_NE(d["device"], W().dev_b) << a.body;
     if (d["device"] != W().dev_a) continue;
     seen_a = true;
