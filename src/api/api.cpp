@@ -16,6 +16,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "core/tiers.hpp"
 #include "core/time_zone.hpp"
 #include "core/validation.hpp"
 #include "ingest/payload.hpp"
@@ -189,10 +190,11 @@ std::string Num(double v) { return fmt::format("{}", v); }
 class RateLimiter {
  public:
   RateLimiter(double rate, double burst) : rate_(rate), burst_(burst) {}
-  bool Allow(std::int64_t key, TimestampMs now) {
+  bool Allow(std::int64_t key, TimestampMs now) { return Allow(key, now, rate_, burst_); }
+  bool Allow(std::int64_t key, TimestampMs now, double rate, double burst) {
     std::lock_guard lock(mu_);
     auto& b = buckets_[key];
-    if (b.last == 0) b = {burst_, now};
+    if (b.last == 0) b = {burst, now};
     b.tokens = std::min(burst_, b.tokens + rate_ * static_cast<double>(now - b.last) / 1000.0);
     b.last = now;
     if (b.tokens < 1) return false;
@@ -224,26 +226,136 @@ Result<auth::Principal> internal::ApiContext::Authenticate(Request& req, bool in
   return p;
 }
 
-http::Handler internal::ApiContext::User(Role role, UserHandler fn) {
-  return [this, role, fn = std::move(fn)](Request& req) -> Response {
+Result<auth::Principal> internal::ApiContext::AuthenticateUser(Request& req) {
+  if (req.Header("Authorization")) {
     auto p = Authenticate(req, false);
-    if (!p) return p.error().code == ErrorCode::kPermissionDenied ? Unauthorized() : FromError(p.error());
-    if (p->kind != TokenKind::kUser) return Forbidden("this route needs a user API token (osk_...)");
-    if (p->role < role) {
-      return Forbidden(fmt::format("this route needs the {} role", RoleName(role)));
+    if (!p) return p;
+    if (p->kind != TokenKind::kUser) {
+      return MakeError(ErrorCode::kFailedPrecondition, "this route needs a user API token (osk_...)");
     }
-    return fn(req, *p);
-  };
+    // The member may have been removed or demoted since the token was made: the token never
+    // holds more than the member does now.
+    auto member = store->People().GetMember(p->org, p->user.value_or(0));
+    if (!member) {
+      if (member.error().code == ErrorCode::kNotFound) return MakeError(ErrorCode::kPermissionDenied, "unauthenticated");
+      return tl::unexpected(member.error());
+    }
+    if (member->removed_at) return MakeError(ErrorCode::kPermissionDenied, "unauthenticated");
+    p->role = std::min(p->role, member->role);
+    p->email = member->email;
+    return p;
+  }
+  auto cookie = req.Header("Cookie");
+  std::optional<std::string> secret;
+  if (cookie) secret = people::SessionFromCookieHeader(people->options(), *cookie);
+  if (!secret) return MakeError(ErrorCode::kPermissionDenied, "unauthenticated");
+  auto current = people->ResolveSession(*secret);
+  if (!current) return tl::unexpected(current.error());
+  auth::Principal p;
+  p.kind = TokenKind::kUser;
+  p.org = current->member.org;
+  p.user = current->member.id;
+  p.role = current->member.role;
+  p.session = current->session.id;
+  p.email = current->member.email;
+  req.params["__principal"] = p.Describe();
+  req.params["__org"] = std::to_string(p.org);
+  req.params["__session_secret"] = *secret;
+  return p;
 }
+
+std::string internal::ApiContext::Client(const Request& req) const {
+  return ClientAddress(req.remote_address, req.Header("X-Forwarded-For"), options.trusted_proxies);
+}
+
+people::Actor internal::ApiContext::ActorOf(const Request& req, const auth::Principal& p) const {
+  return people::Actor{fmt::format("user:{} <{}>", p.user.value_or(0), p.email),
+                       p.session ? std::string("session") : fmt::format("token:{}", p.token_id),
+                       Client(req)};
+}
+
+void internal::ApiContext::Audit(const Request& req, const auth::Principal& p, std::string_view action,
+                                 std::string_view target, const json& old_value, const json& new_value) {
+  (void)people->Record(p.org, ActorOf(req, p), action, target, old_value.is_null() ? "" : old_value.dump(),
+                       new_value.is_null() ? "" : new_value.dump());
+}
+
+namespace {
+
+bool SafeMethod(std::string_view method) { return method == "GET" || method == "HEAD" || method == "OPTIONS"; }
+
+// "/api/v1/devices/{id}/token" -> "/api/v1/devices": the collection an {id} addresses.
+std::string CollectionOf(std::string_view pattern) {
+  auto pos = pattern.find("/{id}");
+  return pos == std::string_view::npos ? std::string() : std::string(pattern.substr(0, pos));
+}
+
+}  // namespace
 
 void internal::ApiContext::Route(http::Router& r, std::string method, std::string pattern,
                                  std::string summary, http::Handler h) {
-  routes.push_back({method, pattern, std::move(summary)});
+  auto perm = people::PermissionForRoute(method, pattern);
+  routes.push_back({method, pattern, std::move(summary),
+                    perm ? std::string(people::InfoOf(*perm).name) : std::string(), std::nullopt});
   r.Add(std::move(method), std::move(pattern), std::move(h));
+}
+
+void internal::ApiContext::Route(http::Router& r, std::string method, std::string pattern,
+                                 std::string summary, UserRoute u) {
+  auto perm = people::PermissionForRoute(method, pattern);
+  routes.push_back({method, pattern, std::move(summary),
+                    perm ? std::string(people::InfoOf(*perm).name) : std::string(), u.role});
+  const std::string collection = CollectionOf(pattern);
+  const bool safe = SafeMethod(method);
+  auto handler = [this, perm, collection, safe, fn = std::move(u.fn)](Request& req) -> Response {
+    if (!perm || !people::InfoOf(*perm).min_role) {
+      spdlog::error("api: route {} has no user permission in people/permissions.cpp", req.path);
+      return Response::Error(500, "internal", "this route has no permission entry");
+    }
+    auto p = AuthenticateUser(req);
+    if (!p) {
+      if (p.error().code == ErrorCode::kPermissionDenied) return Unauthorized();
+      if (p.error().code == ErrorCode::kFailedPrecondition) return Forbidden(p.error().message);
+      return FromError(p.error());
+    }
+    if (p->session && !safe) {
+      // Cookie-authenticated write: the request must come from our own pages (Origin) and carry
+      // the session's CSRF token. API tokens are not sent by browsers on their own, so they skip it.
+      const auto& lo = people->options();
+      if (!people::SameOrigin(lo, req.Header("Origin"), req.Header("Referer"))) {
+        return Response::Error(403, "csrf", "cross-origin request refused: the Origin header must be " +
+                                                people::OriginOf(lo.public_url));
+      }
+      auto presented = req.Header("X-CSRF-Token");
+      if (!presented || !people::ConstantTimeEquals(*presented, people::CsrfToken(req.params["__session_secret"]))) {
+        return Response::Error(403, "csrf", "missing or wrong X-CSRF-Token header (GET /api/v1/auth/session gives it)");
+      }
+    }
+    if (!people::Allows(p->role, *perm)) {
+      if (!collection.empty()) {
+        auto it = owns.find(collection);
+        auto id = ParseId(req.params.count("id") ? req.params.at("id") : std::string());
+        if (it != owns.end() && (!id || !it->second(p->org, *id))) {
+          return Response::Error(404, "not_found", "no such resource in your organisation");
+        }
+      }
+      return Forbidden(fmt::format("this needs the {} role ({})", RoleName(*people::InfoOf(*perm).min_role),
+                                   people::InfoOf(*perm).name));
+    }
+    if (!AllowOrgRequest(p->org)) {
+      Response resp = Response::Error(429, "rate_limited",
+                                      "your organisation's tier allows fewer API requests per second; retry shortly");
+      resp.SetHeader("Retry-After", "1");
+      return resp;
+    }
+    return fn(req, *p);
+  };
+  r.Add(std::move(method), std::move(pattern), std::move(handler));
 }
 
 struct Api::Impl : internal::ApiContext {
   RateLimiter limiter;
+  RateLimiter org_limiter{1, 1};  // rate and burst from the tier table, per call
   // Gateway device names already resolved: (site, name) -> device. Dropped whenever this process
   // changes a device, and after a minute (changes made by another process).
   std::shared_mutex names_mu;
@@ -251,11 +363,34 @@ struct Api::Impl : internal::ApiContext {
   std::size_t names_count = 0;
   TimestampMs names_since = 0;
   MqttHooks mqtt_hooks;
+  std::unique_ptr<people::PeopleService> people_service;
 
   Impl(store::Store* s, auth::TokenService* t, MetricsRegistry* m, const Clock* c, ApiOptions o)
       : ApiContext(s, t, m, c, o),
         limiter(o.ingest_rate_per_token, o.ingest_burst_per_token),
-        mqtt_hooks(s, t, m, c, o.mqtt_hooks) {}
+        mqtt_hooks(s, t, m, c, o.mqtt_hooks),
+        people_service(std::make_unique<people::PeopleService>(s, t, o.mail, c, o.login)) {
+    people = people_service.get();
+    org_rate = [this](OrgId org) {
+      auto o = store->GetOrganization(org);
+      if (!o) return true;  // the handler reports the store's trouble
+      const auto& limits = LimitsOf(o->tier);
+      return org_limiter.Allow(org, clock->NowMs(), limits.api_rate_per_second, limits.api_burst);
+    };
+    owns["/api/v1/devices"] = [this](OrgId org, std::int64_t id) { return store->GetDevice(org, id).has_value(); };
+    owns["/api/v1/sites"] = [this](OrgId org, std::int64_t id) { return store->GetSite(org, id).has_value(); };
+    owns["/api/v1/members"] = [this](OrgId org, std::int64_t id) {
+      auto m = store->People().GetMember(org, id);
+      return m && !m->removed_at;
+    };
+    auto token_of_org = [this](OrgId org, std::int64_t id) {
+      auto list = store->ListTokens(org);
+      return list && std::any_of(list->begin(), list->end(), [&](const TokenRecord& t) { return t.id == id; });
+    };
+    owns["/api/v1/tokens"] = token_of_org;
+    owns["/api/v1/auth/tokens"] = token_of_org;
+    owns["/api/v1/channels"] = [this](OrgId org, std::int64_t id) { return store->Notify().GetChannel(org, id).has_value(); };
+  }
 
   // ---- ingest -------------------------------------------------------------------------------
 
@@ -454,6 +589,21 @@ struct Api::Impl : internal::ApiContext {
     return std::optional<std::string>(j[key].get<std::string>());
   }
 
+  // The tier table's device limit (decommissioned devices do not count).
+  Status WithinDeviceLimit(OrgId org) {
+    OS_ASSIGN_OR_RETURN(auto o, store->GetOrganization(org));
+    const auto& limits = LimitsOf(o.tier);
+    if (!limits.max_devices) return Ok();
+    OS_ASSIGN_OR_RETURN(auto list, store->ListDevices(org));
+    auto active = std::count_if(list.begin(), list.end(), [](const Device& d) { return !d.decommissioned; });
+    if (active >= *limits.max_devices) {
+      return MakeError(ErrorCode::kFailedPrecondition,
+                       fmt::format("the {} tier allows {} devices; decommission one or upgrade",
+                                   TierName(o.tier), *limits.max_devices));
+    }
+    return Ok();
+  }
+
   Response CreateDevice(Request& req, const auth::Principal& p) {
     auto body = ParseJsonBody(req);
     if (!body) return FromError(body.error());
@@ -466,12 +616,14 @@ struct Api::Impl : internal::ApiContext {
       if (!st) return FromError(st.error());
     }
     if (!*name) return Response::Error(400, "invalid_argument", "'name' is required");
+    if (auto st = WithinDeviceLimit(p.org); !st) return FromError(st.error());
     store::NewDevice nd{p.org, **name, *site, *serial};
     if (auto st = ApplyDeviceProfileJson(*body, &nd.profile); !st) return FromError(st.error());
     auto dev = store->CreateDevice(nd);
     if (!dev) return FromError(dev.error());
     auto token = tokens->IssueDeviceToken(p.org, dev->id);
     if (!token) return FromError(token.error());
+    Audit(req, p, "device.create", fmt::format("device:{}", dev->id), nullptr, DeviceJson(*dev));
     json j = DeviceJson(*dev);
     j["token"] = token->token;
     return Response::Json(201, j.dump());
@@ -509,6 +661,7 @@ struct Api::Impl : internal::ApiContext {
     auto updated = store->UpdateDevice(p.org, dev->id, up);
     ForgetDeviceNames();
     if (!updated) return FromError(updated.error());
+    Audit(req, p, "device.update", fmt::format("device:{}", dev->id), DeviceJson(*dev), DeviceJson(*updated));
     return Response::Json(200, DeviceJson(*updated).dump());
   }
 
@@ -520,6 +673,7 @@ struct Api::Impl : internal::ApiContext {
     if (auto st = store->DecommissionDevice(p.org, dev->id); !st) return FromError(st.error());
     auto after = store->GetDevice(p.org, dev->id);
     if (!after) return FromError(after.error());
+    Audit(req, p, "device.decommission", fmt::format("device:{}", dev->id), DeviceJson(*dev), DeviceJson(*after));
     return Response::Json(200, DeviceJson(*after).dump());
   }
 
@@ -537,6 +691,8 @@ struct Api::Impl : internal::ApiContext {
     if (!NestingWithin(req.body, kMaxJsonDepth)) return Response::Error(400, "invalid_argument", "bad body");
     auto token = tokens->RotateDeviceToken(p.org, dev->id, GraceFrom(req));
     if (!token) return FromError(token.error());
+    Audit(req, p, "token.rotate", fmt::format("device:{}", dev->id), nullptr,
+          json({{"token", token->record.id}, {"grace_seconds", GraceFrom(req) / kMsPerSecond}}));
     return Response::Json(200, json({{"device", dev->id}, {"token", token->token}}).dump());
   }
 
@@ -671,6 +827,7 @@ struct Api::Impl : internal::ApiContext {
       site = store->UpdateSite(p.org, site->id, std::nullopt, (*body)["auto_register"].get<bool>());
       if (!site) return FromError(site.error());
     }
+    Audit(req, p, "site.create", fmt::format("site:{}", site->id), nullptr, SiteJson(*site));
     return Response::Json(201, SiteJson(*site).dump());
   }
 
@@ -688,6 +845,7 @@ struct Api::Impl : internal::ApiContext {
     }
     auto updated = store->UpdateSite(p.org, site->id, name, auto_register);
     if (!updated) return FromError(updated.error());
+    Audit(req, p, "site.update", fmt::format("site:{}", site->id), SiteJson(*site), SiteJson(*updated));
     return Response::Json(200, SiteJson(*updated).dump());
   }
 
@@ -697,6 +855,8 @@ struct Api::Impl : internal::ApiContext {
     if (!NestingWithin(req.body, kMaxJsonDepth)) return Response::Error(400, "invalid_argument", "bad body");
     auto token = tokens->RotateGatewayToken(p.org, site->id, GraceFrom(req));
     if (!token) return FromError(token.error());
+    Audit(req, p, "token.rotate", fmt::format("site:{}", site->id), nullptr,
+          json({{"token", token->record.id}, {"grace_seconds", GraceFrom(req) / kMsPerSecond}}));
     return Response::Json(200, json({{"site", site->id}, {"token", token->token}}).dump());
   }
 
@@ -723,6 +883,7 @@ struct Api::Impl : internal::ApiContext {
     auto id = ParseId(req.params.at("id"));
     if (!id) return Response::Error(404, "not_found", "no such token");
     if (auto st = tokens->Revoke(p.org, *id); !st) return FromError(st.error());
+    Audit(req, p, "token.revoke", fmt::format("token:{}", *id), json({{"active", true}}), json({{"active", false}}));
     return Response::Json(200, json({{"id", *id}, {"active", false}}).dump());
   }
 };
@@ -818,6 +979,7 @@ http::Router Api::BuildRouter() {
              auto s = m->SiteParam(req, p);
              if (!s) return FromError(s.error());
              auto st = m->store->DeleteSite(p.org, s->id);
+             if (st) m->Audit(req, p, "site.delete", fmt::format("site:{}", s->id), SiteJson(*s), nullptr);
              return st ? Response::Json(200, json({{"id", s->id}, {"deleted", true}}).dump()) : FromError(st.error());
            }));
   m->Route(r, "POST", "/api/v1/sites/{id}/token", "Issue (rotate) the site's gateway token",
@@ -837,6 +999,8 @@ http::Router Api::BuildRouter() {
            [m](Request& req) { return m->mqtt_hooks.Acl(req); });
   m->Route(r, "GET", "/internal/mqtt/revoked", "Device and gateway tokens that stopped working since a time",
            [m](Request& req) { return m->mqtt_hooks.Revoked(req); });
+
+  RegisterPeopleRoutes(*m, r);
   return r;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "auth/token_service.hpp"
 #include "core/clock.hpp"
 #include "core/metrics.hpp"
+#include "core/outbound.hpp"
+#include "people/login.hpp"
 #include "store/store.hpp"
 
 namespace opensense::api {
@@ -36,6 +39,10 @@ struct ApiOptions {
   // Peers whose X-Forwarded-For names the client in the request log (setting trusted_proxies);
   // empty (default): the TCP peer is the client.
   TrustedProxies trusted_proxies;
+  // Magic-link login, sessions and sign-up (settings public_url, self_signup).
+  people::LoginOptions login;
+  // Where magic-link and invitation mail is queued (not owned); null: the log (LoggingMailQueue).
+  MailQueue* mail = nullptr;
 };
 
 // One route of the API table (also what docs/api.md must list).
@@ -43,6 +50,11 @@ struct RouteInfo {
   std::string method;
   std::string pattern;
   std::string summary;
+  // The route's entry in the permission table (people/permissions.hpp): its name, "" when the
+  // route has none (a test fails); and the role the route declared with ctx.User(role, ...),
+  // which must be the permission's minimum role.
+  std::string permission;
+  std::optional<Role> declared_role;
 };
 
 // The headers every response carries (http::ServerOptions::default_headers): no MIME sniffing,

@@ -36,6 +36,10 @@ struct Principal {
   std::optional<SiteId> site;
   std::optional<UserId> user;
   Role role = Role::kViewer;
+  // Users only, filled by the API's authentication: the session the request came with (none for
+  // an API token) and the member's address.
+  std::optional<std::int64_t> session;
+  std::string email;
   std::string Describe() const;  // "device:12", "gateway:3", "user:7" for logs
 };
 

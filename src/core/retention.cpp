@@ -1,4 +1,5 @@
 #include "core/retention.hpp"
+#include "core/tiers.hpp"
 
 #include <fmt/format.h>
 
@@ -86,7 +87,7 @@ RetentionPeriod DefaultRetention(DataClass c) {
 
 Status ValidateRetentionOverride(Tier tier, DataClass c, RetentionPeriod p) {
   RetentionPeriod def = DefaultRetention(c);
-  if (tier == Tier::kFree) {
+  if (!LimitsOf(tier).retention_extension) {
     return MakeError(ErrorCode::kPermissionDenied,
                      fmt::format("the free tier keeps {} for the default {}; upgrade to Team or "
                                  "Enterprise to extend retention",

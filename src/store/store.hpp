@@ -21,6 +21,7 @@
 #include "core/retention.hpp"
 #include "core/types.hpp"
 #include "store/notify_store.hpp"
+#include "store/people_store.hpp"
 #include "store/alert_store.hpp"
 
 namespace opensense::store {
@@ -211,6 +212,9 @@ class Store {
 
   // Notification channels, the outbox and the delivery-attempt log (store/notify_store.hpp).
   virtual NotifyStore& Notify() = 0;
+
+  // Memberships, magic links, sessions and the audit trail (store/people_store.hpp).
+  virtual PeopleStore& People() = 0;
 
   // Completes every queued batch, stops the writer and closes connections. Idempotent.
   virtual void Close() = 0;

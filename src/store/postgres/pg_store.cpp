@@ -42,6 +42,7 @@
 #include "store/postgres/pg_alert_store.hpp"
 #include "store/postgres/pg_conn.hpp"
 #include "store/postgres/pg_notify_store.hpp"
+#include "store/postgres/pg_people_store.hpp"
 #include "store/postgres/pg_schema.hpp"
 
 namespace opensense::store::postgres {
@@ -272,6 +273,7 @@ class PgStore final : public Store {
   Result<StoreStats> Stats() override;
   Status Ready() override;
   NotifyStore& Notify() override { return *notify_; }
+  PeopleStore& People() override { return *people_; }
   AlertStore& Alerts() override { return *alerts_; }
   void SetCommitListener(CommitListener listener) override { commit_listener_.Set(std::move(listener)); }
   void Close() override;
@@ -323,6 +325,7 @@ class PgStore final : public Store {
   const Clock* clock_;
   Pool pool_;
   std::unique_ptr<NotifyStore> notify_ = MakePgNotifyStore(&pool_);
+  std::unique_ptr<PeopleStore> people_ = MakePgPeopleStore(&pool_, clock_);
   std::unique_ptr<AlertStore> alerts_ = MakePgAlertStore(&pool_);
   CommitListenerSlot commit_listener_;
   // (job, reading) of each reading the last CommitStaged stored, when someone listens.

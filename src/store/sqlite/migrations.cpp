@@ -177,9 +177,52 @@ CREATE INDEX alerts_org_fired ON alerts(org_id, fired_at);
 CREATE INDEX alerts_org_state ON alerts(org_id, state);
 CREATE INDEX alert_events_alert ON alert_events(alert_id);
 )sql",
-    // 6: people: memberships, magic links, sessions, invitations, audit trail (issue 6).
-    // Reserved: filled by that work before it ships.
-    R"sql(SELECT 1;)sql",
+    // 6: people: membership removal, magic links (login, invitation, sign-up), sessions and
+    // the append-only audit trail (kept forever). Secrets are stored as SHA-256 hex only.
+    R"sql(
+ALTER TABLE users ADD COLUMN removed_at INTEGER;
+CREATE INDEX users_email ON users(email);
+CREATE TABLE magic_links(
+  id INTEGER PRIMARY KEY,
+  token_hash TEXT NOT NULL UNIQUE,
+  email TEXT NOT NULL,
+  purpose TEXT NOT NULL CHECK (purpose IN ('login','invitation','signup')),
+  org_id INTEGER REFERENCES organizations(id),
+  detail TEXT NOT NULL DEFAULT '',
+  client TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER);
+CREATE INDEX magic_links_email ON magic_links(email, created_at);
+CREATE INDEX magic_links_client ON magic_links(client, created_at);
+CREATE TABLE sessions(
+  id INTEGER PRIMARY KEY,
+  id_hash TEXT NOT NULL UNIQUE,
+  email TEXT NOT NULL,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  client TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_seen_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  ended_at INTEGER);
+CREATE INDEX sessions_email ON sessions(email);
+CREATE TABLE audit_events(
+  id INTEGER PRIMARY KEY,
+  org_id INTEGER NOT NULL REFERENCES organizations(id),
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  via TEXT NOT NULL,
+  client TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  old_value TEXT NOT NULL,
+  new_value TEXT NOT NULL);
+CREATE INDEX audit_events_org ON audit_events(org_id, id);
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+)sql",
     // 7: the notification outbox (store/outbox.hpp) and the delivery-attempt log (kept 90
     // days), and the organisations' notification channels (store/notify_store.hpp).
     R"sql(

@@ -51,6 +51,7 @@
 #include "store/sqlite/sqlite_alert_store.hpp"
 #include "store/sqlite/sqlite_db.hpp"
 #include "store/sqlite/sqlite_notify_store.hpp"
+#include "store/sqlite/sqlite_people_store.hpp"
 
 namespace opensense::store::sqlite {
 
@@ -281,6 +282,7 @@ class SqliteStore final : public Store {
   Result<StoreStats> Stats() override;
   Status Ready() override;
   NotifyStore& Notify() override { return *notify_; }
+  PeopleStore& People() override { return *people_; }
   AlertStore& Alerts() override { return *alerts_; }
   void SetCommitListener(CommitListener listener) override { commit_listener_.Set(std::move(listener)); }
   void Close() override;
@@ -385,6 +387,7 @@ class SqliteStore final : public Store {
   std::mutex meta_mu_;
   std::unique_ptr<Db> meta_db_;
   std::unique_ptr<NotifyStore> notify_;  // its own connection
+  std::unique_ptr<PeopleStore> people_;  // its own connection
   std::unique_ptr<AlertStore> alerts_;  // its own connection
   CommitListenerSlot commit_listener_;
   std::atomic<std::uint64_t> meta_generation_{0};
@@ -502,6 +505,10 @@ Status SqliteStore::Open() {
   {
     OS_ASSIGN_OR_RETURN(auto notify_db, Connect(false));
     notify_ = sqlite::MakeSqliteNotifyStore(std::move(notify_db));
+  }
+  {
+    OS_ASSIGN_OR_RETURN(auto people_db, Connect(false));
+    people_ = sqlite::MakeSqlitePeopleStore(std::move(people_db), clock_);
   }
   if (options_.writer) {
     OS_ASSIGN_OR_RETURN(wdb_, Connect(false));

@@ -1,0 +1,21 @@
+#include "core/tiers.hpp"
+
+namespace opensense {
+
+const std::array<TierLimits, 3>& TierTable() {
+  static const std::array<TierLimits, 3> kTable = {{
+      {Tier::kFree, 10, 3, false, 5, 20},
+      {Tier::kTeam, 250, 25, true, 20, 60},
+      {Tier::kEnterprise, std::nullopt, std::nullopt, true, 100, 300},
+  }};
+  return kTable;
+}
+
+const TierLimits& LimitsOf(Tier tier) {
+  for (const auto& t : TierTable()) {
+    if (t.tier == tier) return t;
+  }
+  return TierTable()[0];
+}
+
+}  // namespace opensense
