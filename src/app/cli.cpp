@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "app/backup_cmd.hpp"
+#include "app/report_cmd.hpp"
 #include "app/config.hpp"
 #include "app/demo.hpp"
 #include "app/log_format.hpp"
@@ -484,6 +485,15 @@ int RunCli(int argc, char** argv) {
   device_list->add_option("--org", org_id, "Organisation id")->required();
   AddSettingFlags(device_list, &flags, kStoreFlags);
   AddJsonFlag(device_list, &flags);
+  // device profile and report (report_cmd.cpp)
+  DeviceProfileFlags profile_flags;
+  auto* device_profile = AddDeviceProfileCommand(device_cmd, &profile_flags);
+  AddSettingFlags(device_profile, &flags, kStoreFlags);
+  AddJsonFlag(device_profile, &flags);
+  ReportFlags report_flags;
+  auto* report_cmd = AddReportCommand(app, &report_flags);
+  AddSettingFlags(report_cmd, &flags, kStoreFlags);
+  AddJsonFlag(report_cmd, &flags);
 
   // retention
   auto* retention_cmd = app.add_subcommand("retention", "Data retention");
@@ -604,6 +614,8 @@ int RunCli(int argc, char** argv) {
       fmt::print(stderr, "opensense: {}\n", line);
     }
     if (*backup_cmds.root) return RunBackupCommand(backup_cmds, backup_flags, cfg);
+    if (*report_cmd) return RunReportCommand(report_flags, *OpenFor(cfg, false), flags.json);
+    if (*device_profile) return RunDeviceProfileCommand(profile_flags, *OpenFor(cfg, false), flags.json);
     if (*migrate_cmd) {
       auto store = OpenFor(cfg, /*writer=*/false);
       if (flags.json) PrintJson({{"store", cfg.StoreUrl()}, {"schema", store->SchemaVersion()}});
