@@ -74,9 +74,11 @@ struct Filled {
 std::vector<Reading> Batch(const std::vector<DeviceId>& devices, TimestampMs ts) {
   std::vector<Reading> batch;
   for (DeviceId d : devices) {
-    const double v = static_cast<double>((ts / 300'000 + d * 7) % 97) / 10.0 - 2;
+    // Short decimals, as sensors send: rollup sums are exact (core/rollup.hpp).
+    const std::int64_t tenths = (ts / 300'000 + d * 7) % 97 - 20;
+    const double v = static_cast<double>(tenths) / 10.0;
     batch.push_back({d, "temperature", "Cel", ts, v});
-    batch.push_back({d, "humidity", "%RH", ts, 50 + v});
+    batch.push_back({d, "humidity", "%RH", ts, static_cast<double>(tenths + 500) / 10.0});
   }
   return batch;
 }
@@ -373,7 +375,8 @@ TEST_F(BackupTest, BackupDirInsideTheDataDirIsRefused) {
   EXPECT_FALSE(CheckBackupDirPlacement(data, data, StoreUrl()));
   EXPECT_FALSE(CheckBackupDirPlacement(dir_.path(), data, StoreUrl()));  // holds the data dir
   EXPECT_FALSE(CheckBackupDirPlacement(data + "/../data/x", data, StoreUrl()));
-  EXPECT_FALSE(CheckBackupDirPlacement(dir_.path() + "/elsewhere", dir_.path() + "/other", StoreUrl()));
+  // The SQLite store's directory counts too, wherever data_dir points.
+  EXPECT_FALSE(CheckBackupDirPlacement(DataDir() + "/b", dir_.path() + "/other", StoreUrl()));
   auto ok = CheckBackupDirPlacement(dir_.path() + "/backups", data, StoreUrl());
   EXPECT_TRUE(ok) << ok.error().message;
   EXPECT_TRUE(CheckBackupDirPlacement(dir_.path() + "/data-backups", data, StoreUrl()));
