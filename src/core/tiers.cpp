@@ -4,9 +4,9 @@ namespace opensense {
 
 const std::array<TierLimits, 3>& TierTable() {
   static const std::array<TierLimits, 3> kTable = {{
-      {Tier::kFree, 10, 3, false, 5, 20},
-      {Tier::kTeam, 250, 25, true, 20, 60},
-      {Tier::kEnterprise, std::nullopt, std::nullopt, true, 100, 300},
+      {Tier::kFree, 10, 3, false, 10, 60},
+      {Tier::kTeam, 250, 25, true, 30, 150},
+      {Tier::kEnterprise, std::nullopt, std::nullopt, true, 100, 500},
   }};
   return kTable;
 }
