@@ -24,6 +24,7 @@
 
 #include "app/backup_cmd.hpp"
 #include "app/report_cmd.hpp"
+#include "app/channels_cmd.hpp"
 #include "app/config.hpp"
 #include "app/demo.hpp"
 #include "app/log_format.hpp"
@@ -38,6 +39,9 @@
 #include "core/retention.hpp"
 #include "core/time_zone.hpp"
 #include "ingest/mqtt/subscriber.hpp"
+#include "notify/dispatcher.hpp"
+#include "notify/outbox_outbound.hpp"
+#include "notify/transport.hpp"
 #include "ops/scheduler.hpp"
 #include "store/store.hpp"
 
@@ -262,6 +266,30 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (const char* s = std::getenv("OPENSENSE_MQTT_PASSWORD")) api_options.mqtt_hooks.service_password = s;
   api_options.mqtt_hooks.service_username = cfg.mqtt_username;
   api_options.trusted_proxies = Check(api::TrustedProxies::Parse(cfg.trusted_proxies));
+  // Notifications (src/notify): the outbox dispatcher (every serve process runs one; claims keep
+  // them from sending a message twice), and operator alerts and queued mail on the same outbox.
+  auto notify_transport = notify::MakeCurlTransport();
+  notify::DispatcherOptions notify_options = NotifyOptionsFor(cfg);
+  notify_options.clock = &clock;
+  notify_options.metrics = &metrics;
+  std::unique_ptr<notify::Dispatcher> dispatcher;
+  const std::function<void()> notify_wake = [&dispatcher] {
+    if (dispatcher) dispatcher->Wake();
+  };
+  notify::OutboxOperatorAlerts operator_alerts(&store->Notify(), notify_options.operator_channel, &clock,
+                                               notify_wake);
+  notify::OutboxMailQueue mail_queue(&store->Notify(), &clock, notify_wake);
+  notify_options.operator_alerts = &operator_alerts;
+  dispatcher = std::make_unique<notify::Dispatcher>(&store->Notify(), notify_transport.get(), notify_options);
+  dispatcher->Start();
+  spdlog::info("notifications: e-mail {}, Telegram {}, operator channel {}",
+               notify_options.postmark_token.empty() ? "to the log (dev mailer: no OPENSENSE_POSTMARK_TOKEN)"
+                                                     : "via Postmark at " + notify_options.postmark_base_url,
+               notify_options.telegram_token.empty() ? "off (no OPENSENSE_TELEGRAM_TOKEN)"
+                                                     : "via " + notify_options.telegram_base_url,
+               notify_options.operator_channel.empty() ? "not configured (operator alerts are logged)"
+                                                       : "configured");
+  api_options.notification_queued = notify_wake;
   api::Api api(store.get(), &tokens, &metrics, &clock, api_options);
   std::unique_ptr<http::Server> server;
   if (http_role) {
@@ -388,6 +416,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (subscriber) subscriber->Stop();  // acknowledges what was committed; the broker keeps the rest
   if (demo_thread.joinable()) demo_thread.join();
   if (scheduler) scheduler->Stop();
+  dispatcher->Stop();  // an in-flight request finishes or times out first
   store->Close();
   spdlog::info("stopped cleanly");
   return 0;
@@ -568,6 +597,11 @@ int RunCli(int argc, char** argv) {
   const BackupCommands backup_cmds = AddBackupCommand(app, &backup_flags);
   for (auto* cmd : backup_cmds.all()) AddSettingFlags(cmd, &flags, BackupSettingNames());
 
+  // channel list|create|delete|test (channels_cmd.cpp)
+  ChannelFlags channel_flags;
+  const ChannelCommands channel_cmds = AddChannelCommand(app, &channel_flags);
+  for (auto* cmd : channel_cmds.all()) AddSettingFlags(cmd, &flags, kStoreFlags);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -616,6 +650,12 @@ int RunCli(int argc, char** argv) {
     if (*backup_cmds.root) return RunBackupCommand(backup_cmds, backup_flags, cfg);
     if (*report_cmd) return RunReportCommand(report_flags, *OpenFor(cfg, false), flags.json);
     if (*device_profile) return RunDeviceProfileCommand(profile_flags, *OpenFor(cfg, false), flags.json);
+    if (*channel_cmds.root) {
+      auto store = OpenFor(cfg, /*writer=*/false);
+      const int rc = RunChannelCommand(channel_cmds, channel_flags, store.get());
+      store->Close();
+      return rc;
+    }
     if (*migrate_cmd) {
       auto store = OpenFor(cfg, /*writer=*/false);
       if (flags.json) PrintJson({{"store", cfg.StoreUrl()}, {"schema", store->SchemaVersion()}});
