@@ -313,7 +313,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     scheduler = std::make_unique<ops::Scheduler>(store.get(), &clock, so);
   }
   // Backups (src/backup): the placement check always; the jobs with the scheduler role.
-  LoggingOperatorAlerts operator_alerts;
+  // operator_alerts: the notify module's, on the outbox (above).
   auto backup_jobs = ScheduleBackups(cfg, scheduler.get(), &operator_alerts, &metrics, &clock);
   if (!backup_jobs) UsageError(backup_jobs.error().message);
   if (scheduler) {
