@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <unordered_map>
 
 #include "reports/report.hpp"
 
@@ -84,6 +85,7 @@ class Writer {
     y_ = kMargin;
   }
   ~Writer() {
+    ClearCellCache();
     for (auto* f : {regular_, bold_, small_, mono_, title_, heading_}) pango_font_description_free(f);
     g_object_unref(layout_);
     cairo_destroy(cr_);
@@ -215,8 +217,12 @@ class Writer {
       double x = kMargin;
       for (std::size_t i = 0; i < cells.size() && i < repeat_header_.size(); ++i) {
         const Column& c = repeat_header_[i];
-        Prepare(cells[i], regular_, c.width * TextWidth() - 4, c.right, wrap);
-        Show(x + 2, y_ + 1);
+        if (wrap) {
+          Prepare(cells[i], regular_, c.width * TextWidth() - 4, c.right, wrap);
+          Show(x + 2, y_ + 1);
+        } else {
+          ShowCell(cells[i], c, x + 2, y_ + 1);
+        }
         x += c.width * TextWidth();
       }
       cairo_set_source_rgb(cr_, 0.85, 0.85, 0.85);
@@ -226,6 +232,32 @@ class Writer {
       cairo_stroke(cr_);
     }
     y_ += h;
+  }
+
+  // Table cells repeat a lot ("0:00", "5.0", "—"): a cell's shaped layout is kept per column
+  // width and alignment, so that drawing it again skips pango's itemising and shaping.
+  void ShowCell(const std::string& text, const Column& c, double x, double y) {
+    std::string key = fmt::format("{}|{}|{}", c.width, c.right ? 1 : 0, text);
+    auto it = cell_cache_.find(key);
+    if (it == cell_cache_.end()) {
+      if (cell_cache_.size() >= 4096) ClearCellCache();
+      PangoLayout* l = pango_cairo_create_layout(cr_);
+      pango_cairo_context_set_resolution(pango_layout_get_context(l), 72);
+      pango_layout_context_changed(l);
+      pango_layout_set_font_description(l, regular_);
+      pango_layout_set_width(l, static_cast<int>((c.width * TextWidth() - 4) * PANGO_SCALE));
+      pango_layout_set_ellipsize(l, PANGO_ELLIPSIZE_END);
+      pango_layout_set_alignment(l, c.right ? PANGO_ALIGN_RIGHT : PANGO_ALIGN_LEFT);
+      pango_layout_set_text(l, text.data(), static_cast<int>(text.size()));
+      it = cell_cache_.emplace(std::move(key), l).first;
+    }
+    cairo_set_source_rgb(cr_, 0, 0, 0);
+    cairo_move_to(cr_, x, y);
+    pango_cairo_show_layout(cr_, it->second);
+  }
+  void ClearCellCache() {
+    for (auto& [k, l] : cell_cache_) g_object_unref(l);
+    cell_cache_.clear();
   }
 
   std::string Local(TimestampMs t, const char* format = "%Y-%m-%d %H:%M") const {
@@ -547,6 +579,7 @@ class Writer {
   PangoLayout* layout_ = nullptr;
   PangoFontDescription *regular_, *bold_, *small_, *mono_, *title_, *heading_;
   std::vector<Column> repeat_header_;
+  std::unordered_map<std::string, PangoLayout*> cell_cache_;
 };
 
 }  // namespace
