@@ -195,7 +195,7 @@ class RateLimiter {
     std::lock_guard lock(mu_);
     auto& b = buckets_[key];
     if (b.last == 0) b = {burst, now};
-    b.tokens = std::min(burst_, b.tokens + rate_ * static_cast<double>(now - b.last) / 1000.0);
+    b.tokens = std::min(burst, b.tokens + rate * static_cast<double>(now - b.last) / 1000.0);
     b.last = now;
     if (b.tokens < 1) return false;
     b.tokens -= 1;
