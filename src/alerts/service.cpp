@@ -250,28 +250,32 @@ Result<AlertService::OrgView*> AlertService::View(OrgId org) {
     if (st) states_[{s.rule_id, s.device}] = *st;
   }
   OS_RETURN_IF_ERROR(LoadDevices(org, *view));
-  // Offline rules: a device seen before the restart is watched at once, from its newest reading.
-  for (const auto& rule : view->rules) {
-    if (rule.kind != RuleKind::kOffline || !rule.enabled) continue;
-    for (const auto& [device, info] : view->devices) {
-      if (!RuleCovers(rule, device, info.site)) continue;
-      auto latest = store_->Latest(org, device);
-      if (!latest || latest->empty()) continue;
-      TimestampMs newest = kNever;
-      for (const auto& l : *latest) newest = std::max(newest, l.ts);
-      RuleState& st = states_[{rule.id, device}];
-      if (st.last_ts == kNever || st.last_ts < newest) st.last_ts = newest;
-    }
-  }
+  for (const auto& rule : view->rules) WatchSeenDevices(org, *view, rule);
   OrgView* out = view.get();
   views_[org] = std::move(view);
   return out;
+}
+
+// Offline rules: a device seen before (the restart, or the rule) is watched at once, from its
+// newest reading; a device never seen is not.
+void AlertService::WatchSeenDevices(OrgId org, OrgView& view, const Rule& rule) {
+  if (rule.kind != RuleKind::kOffline || !rule.enabled) return;
+  for (const auto& [device, info] : view.devices) {
+    if (!RuleCovers(rule, device, info.site)) continue;
+    auto latest = store_->Latest(org, device);
+    if (!latest || latest->empty()) continue;
+    TimestampMs newest = kNever;
+    for (const auto& l : *latest) newest = std::max(newest, l.ts);
+    RuleState& st = states_[{rule.id, device}];
+    if (st.last_ts == kNever || st.last_ts < newest) st.last_ts = newest;
+  }
 }
 
 Status AlertService::LoadDevices(OrgId org, OrgView& view) {
   OS_ASSIGN_OR_RETURN(auto devices, store_->ListDevices(org));
   OS_ASSIGN_OR_RETURN(auto sites, store_->ListSites(org));
   view.devices.clear();
+  view.rules_of.clear();
   for (const auto& d : devices) {
     DeviceInfo info{d.name, d.site_id, ""};
     for (const auto& s : sites) {
@@ -324,8 +328,16 @@ void AlertService::Evaluate(OrgId org, std::vector<Reading>& readings) {
     while (end < readings.size() && readings[end].device == device) ++end;
     const DeviceInfo* info = Device(org, view, device);
     if (info != nullptr) {
-      for (const Rule& rule : view.rules) {
-        if (!RuleCovers(rule, device, info->site)) continue;
+      auto covering = view.rules_of.find(device);
+      if (covering == view.rules_of.end()) {
+        std::vector<std::size_t> list;
+        for (std::size_t k = 0; k < view.rules.size(); ++k) {
+          if (RuleCovers(view.rules[k], device, info->site)) list.push_back(k);
+        }
+        covering = view.rules_of.emplace(device, std::move(list)).first;
+      }
+      for (std::size_t k : covering->second) {
+        const Rule& rule = view.rules[k];
         samples.clear();
         for (std::size_t i = begin; i < end; ++i) {
           if (rule.kind == RuleKind::kOffline || readings[i].metric == rule.metric) {
@@ -450,6 +462,7 @@ void AlertService::Persist(OrgId org, OrgView& view, std::vector<Pending>& trans
       it = ours ? states_.erase(it) : std::next(it);
     }
   }
+  if (st && !transitions.empty() && options_.outbox_written) options_.outbox_written();
   if (options_.metrics != nullptr) {
     for (const auto& p : transitions) {
       options_.metrics->GetCounter("opensense_alert_transitions_total", "Alert transitions by kind.",
@@ -565,8 +578,14 @@ Result<RuleView> AlertService::CreateRule(OrgId org, std::string_view text, std:
   rule.id = stored.id;
   rule.org = org;
   rule.created_at = stored.created_at;
-  views_.erase(org);  // reloaded with the new rule (and its devices) on next use
-  OS_RETURN_IF_ERROR(View(org));
+  auto it = views_.find(org);
+  if (it == views_.end()) {
+    OS_RETURN_IF_ERROR(View(org));  // loads every rule, this one included
+  } else {
+    it->second->rules.push_back(rule);
+    it->second->rules_of.clear();
+    WatchSeenDevices(org, *it->second, rule);
+  }
   return RuleView{rule, stored.updated_at};
 }
 

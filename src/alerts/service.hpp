@@ -17,6 +17,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,8 @@ struct AlertServiceOptions {
   // Run the evaluator thread (false: the caller calls Drain(), as tests do).
   bool evaluator_thread = true;
   MetricsRegistry* metrics = nullptr;  // not owned; may be null
+  // Called after a transaction that may have queued outbox rows (wakes the dispatcher).
+  std::function<void()> outbox_written;
 };
 
 // A rule as the API shows it: the definition plus what the store assigned.
@@ -103,6 +106,8 @@ class AlertService {
     std::unique_ptr<ActiveCalendar> calendar;
     std::vector<Rule> rules;
     std::unordered_map<DeviceId, DeviceInfo> devices;
+    // The rules (indexes into `rules`) covering each device; rebuilt when rules or devices change.
+    std::unordered_map<DeviceId, std::vector<std::size_t>> rules_of;
   };
   struct StateKey {
     RuleId rule;
@@ -120,6 +125,7 @@ class AlertService {
 
   Result<OrgView*> View(OrgId org);
   Status LoadDevices(OrgId org, OrgView& view);
+  void WatchSeenDevices(OrgId org, OrgView& view, const Rule& rule);
   const DeviceInfo* Device(OrgId org, OrgView& view, DeviceId device);
   void Evaluate(OrgId org, std::vector<Reading>& readings);
   void Reevaluate(OrgId org, Overflow range);
