@@ -1,4 +1,5 @@
 #include "api/api.hpp"
+#include "api/alerts_routes.hpp"
 #include "api/api_internal.hpp"
 #include "api/device_profile_json.hpp"
 #include "api/reports_routes.hpp"
@@ -959,6 +960,7 @@ http::Router Api::BuildRouter() {
            m->User(Role::kViewer, [m](Request& req, P p) { return m->SeriesCsv(req, p); }));
   RegisterReportRoutes(*m, r);  // compliance PDF, daily CSV, readings CSV (api/reports_routes.cpp)
 
+  internal::RegisterAlertRoutes(*m, r, m->options.alerts);  // api/alerts_routes.cpp
   m->Route(r, "GET", "/api/v1/sites", "List sites", m->User(Role::kViewer, [m](Request&, P p) {
     auto list = m->store->ListSites(p.org);
     if (!list) return FromError(list.error());

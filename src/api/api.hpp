@@ -20,6 +20,10 @@
 #include "people/login.hpp"
 #include "store/store.hpp"
 
+namespace opensense::alerts {
+class AlertService;
+}  // namespace opensense::alerts
+
 namespace opensense::api {
 
 struct ApiOptions {
@@ -39,6 +43,9 @@ struct ApiOptions {
   // Peers whose X-Forwarded-For names the client in the request log (setting trusted_proxies);
   // empty (default): the TCP peer is the client.
   TrustedProxies trusted_proxies;
+  // Alert rules, acknowledge and resolve (not owned); null: the alert routes read from the store
+  // and refuse writes with 503 (a process without the alerts role).
+  alerts::AlertService* alerts = nullptr;
   // Magic-link login, sessions and sign-up (settings public_url, self_signup).
   people::LoginOptions login;
   // Where magic-link and invitation mail is queued (not owned); null: the log (LoggingMailQueue).
