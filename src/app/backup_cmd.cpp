@@ -172,7 +172,10 @@ int RunBackupCommand(const BackupCommands& cmds, const BackupFlags& f, const Con
                        "OPENSENSE_BACKUP_DIR or opensense.toml)\n");
     return 2;
   }
-  o.progress = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
+  // Progress on stderr for people; --json keeps both streams to the answer and its errors.
+  if (!f.json) o.progress = [](const std::string& line) { fmt::print(stderr, "{}\n", line); };
+  // The scratch and snapshot stores log at info level on stdout: keep --json output parseable.
+  if (f.json) spdlog::set_level(spdlog::level::warn);
   const std::string identity = f.identity.empty() ? cfg.backup_identity_file : f.identity;
 
   if (*cmds.run) {
