@@ -44,6 +44,9 @@ struct OrgFixture {
 class PeopleApi : public testing::Test {
  protected:
   void Start(const std::string& public_url) {
+    api_.reset();  // a second Start reopens the store: close the first one
+    tokens_.reset();
+    store_.reset();
     auto o = store::Backends()[0].options(dir_.path());
     o.clock = &clock_;
     store_ = std::move(*store::OpenStore(o));
@@ -443,7 +446,7 @@ TEST_F(PeopleApi, AuditRecordsEveryChangeWithOldAndNewValues) {
   for (const char* action : {"device.create", "device.update", "token.rotate", "device.decommission",
                              "site.update", "token.revoke", "member.invite", "member.role", "token.create"}) {
     ASSERT_TRUE(by_action.count(action)) << action;
-    EXPECT_EQ(by_action[action]["client"], "127.0.0.1") << action;
+    EXPECT_EQ(by_action[action]["client"].get<std::string>().rfind("127.0.0.1", 0), 0u) << action;
   }
   EXPECT_EQ(by_action["device.update"]["old"]["name"], "freezer");
   EXPECT_EQ(by_action["device.update"]["new"]["name"], "freezer 2");
@@ -482,8 +485,9 @@ TEST_F(PeopleApi, OwnTokensListRotateRevokeAndFollowTheMember) {
   // Demoting the member caps their tokens at once; removing them stops the tokens.
   auto me = store_->People().MembershipsOf("member@a.example")->front();
   ASSERT_EQ(As(a.token[Role::kOwner], "PATCH", fmt::format("/api/v1/members/{}", me.id), R"({"role":"viewer"})").status, 200);
-  EXPECT_EQ(As(member, "POST", "/api/v1/alerts/1/ack").status, 403);
-  ASSERT_EQ(As(a.token[Role::kOwner], "DELETE", fmt::format("/api/v1/members/{}", me.id)).status, 200);
+  EXPECT_EQ(As(member, "GET", "/api/v1/reports/daily.csv").status, 403) << "download_reports needs member";
+  auto removed = As(a.token[Role::kOwner], "DELETE", fmt::format("/api/v1/members/{}", me.id));
+  ASSERT_EQ(removed.status, 200) << removed.body;
   EXPECT_EQ(As(member, "GET", "/api/v1/devices").status, 401);
   EXPECT_EQ(As(fresh, "GET", "/api/v1/devices").status, 401);
 }

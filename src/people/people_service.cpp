@@ -282,7 +282,8 @@ Status PeopleService::RemoveMember(OrgId org, UserId id, Role actor_role, const 
   OS_RETURN_IF_ERROR(people.RemoveMember(org, id, clock_->NowMs()));
   OS_ASSIGN_OR_RETURN(auto tokens, store_->ListTokens(org));
   for (const auto& t : tokens) {
-    if (t.kind == TokenKind::kUser && t.user == id) OS_RETURN_IF_ERROR(tokens_->Revoke(org, t.id));
+    const bool live = !t.expires_at || *t.expires_at > clock_->NowMs();
+    if (t.kind == TokenKind::kUser && t.user == id && live) OS_RETURN_IF_ERROR(tokens_->Revoke(org, t.id));
   }
   return Record(org, actor, "member.remove", fmt::format("member:{}", id), MemberJson(before), "");
 }
