@@ -25,6 +25,7 @@
 #include "app/backup_cmd.hpp"
 #include "app/report_cmd.hpp"
 #include "app/channels_cmd.hpp"
+#include "alerts/service.hpp"
 #include "app/config.hpp"
 #include "app/demo.hpp"
 #include "app/log_format.hpp"
@@ -226,6 +227,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   bool scheduler_role = false;
   bool http_role = false;
   bool ingest_role = false;
+  bool alerts_role = false;
   {
     std::string roles = serve.roles;
     std::size_t pos = 0;
@@ -233,6 +235,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
       std::size_t comma = roles.find(',', pos);
       std::string role = roles.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       if (role == "ingest") ingest_role = true;
+      if (role == "alerts") alerts_role = true;
       if (role == "scheduler") scheduler_role = true;
       else if (role == "api" || role == "ingest") http_role = true;
       else if (role != "alerts") {
@@ -290,6 +293,19 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
                notify_options.operator_channel.empty() ? "not configured (operator alerts are logged)"
                                                        : "configured");
   api_options.notification_queued = notify_wake;
+  // Alerts (src/alerts): every commit's readings are judged as they are stored; the scheduler's
+  // alert job judges time (offline, delays running out, escalation, reminders).
+  std::unique_ptr<alerts::AlertService> alert_service;
+  if (alerts_role) {
+    alerts::AlertServiceOptions ao;
+    ao.clock = &clock;
+    ao.public_url = cfg.public_url;
+    ao.metrics = &metrics;
+    ao.outbox_written = notify_wake;
+    alert_service = std::make_unique<alerts::AlertService>(store.get(), ao);
+    Check(alert_service->Start());
+    api_options.alerts = alert_service.get();
+  }
   api::Api api(store.get(), &tokens, &metrics, &clock, api_options);
   std::unique_ptr<http::Server> server;
   if (http_role) {
@@ -316,6 +332,10 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   // operator_alerts: the notify module's, on the outbox (above).
   auto backup_jobs = ScheduleBackups(cfg, scheduler.get(), &operator_alerts, &metrics, &clock);
   if (!backup_jobs) UsageError(backup_jobs.error().message);
+  if (scheduler && alert_service) {
+    scheduler->AddJob("alerts", 15 * kMsPerSecond,
+                      [&alert_service](TimestampMs now) { alert_service->Tick(now); });
+  }
   if (scheduler) {
     scheduler->Start();
   }
@@ -346,6 +366,11 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     DemoOptions demo_options;
     demo_options.devices = cfg.demo_devices;
     demo_options.history_days = cfg.demo_history_days;
+    // The failing fridge's rule judges the last 8 hours of back-filled history (there is always an
+    // excursion in them), so a critical alert and its e-mail come within the first minutes.
+    demo_options.before_backfill = [&](const DemoHandle& d) {
+      return CreateDemoAlertRules(alert_service.get(), d, clock.NowMs() - 8 * kMsPerHour);
+    };
     int last = -1;
     auto demo = Check(SetUpDemo(store.get(), &clock, demo_options, [&](int percent) {
       if (percent / 10 != last / 10) {
@@ -416,6 +441,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (subscriber) subscriber->Stop();  // acknowledges what was committed; the broker keeps the rest
   if (demo_thread.joinable()) demo_thread.join();
   if (scheduler) scheduler->Stop();
+  if (alert_service) alert_service->Stop();  // judges what is still queued
   dispatcher->Stop();  // an in-flight request finishes or times out first
   store->Close();
   spdlog::info("stopped cleanly");

@@ -539,6 +539,20 @@ const std::vector<Setting>& Table() {
       IntSetting("demo_history_days", "DAYS",
                  "With `serve --demo`: days of history simulated at start.", 0, 60,
                  &Config::demo_history_days),
+      StringSetting("public_url", "URL",
+                    "Where people reach this server (https://opensense.example.com): alert messages "
+                    "link to PUBLIC_URL/alerts/ID. Empty: messages carry the API path only.",
+                    {"empty or an http(s):// URL without a trailing slash",
+                     [](const Value& v, Layer) -> std::optional<std::string> {
+                       const auto& s = std::get<std::string>(v);
+                       if (s.empty()) return std::nullopt;
+                       if ((s.rfind("https://", 0) != 0 && s.rfind("http://", 0) != 0) || s.back() == '/' ||
+                           s.find_first_of(" \t\r\n") != std::string::npos) {
+                         return fmt::format("'{}' is not an http(s):// URL without a trailing slash", s);
+                       }
+                       return std::nullopt;
+                     }},
+                    &Config::public_url),
   };
   return table;
 }

@@ -29,6 +29,9 @@ struct Config {
   std::string store_synchronous = "full";
   // HTTP listen address, HOST:PORT (IPv6 hosts in brackets), port 0..65535. Default 127.0.0.1:8080.
   std::string listen = "127.0.0.1:8080";
+  // Where people reach this server; alert messages link to <public_url>/alerts/<id>. Default ""
+  // (messages carry the API path only).
+  std::string public_url;
   // IP addresses of reverse proxies (Caddy) whose X-Forwarded-For names the client in the API
   // request log, comma-separated. Default "" (trust no one: the TCP peer is the client).
   std::string trusted_proxies;

@@ -1,10 +1,12 @@
 #include "app/demo.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <thread>
 
+#include "alerts/service.hpp"
 #include "core/rollup.hpp"
 #include "core/time_zone.hpp"
 #include "sim/fridge_model.hpp"
@@ -95,6 +97,10 @@ Result<DemoHandle> SetUpDemo(store::Store* store, const Clock* clock, const Demo
                                                        "demo-" + std::to_string(i + 1)}));
     demo.devices.push_back(dev.id);
   }
+  for (std::size_t i = 0; i < units.size() && i < demo.devices.size(); ++i) {
+    if (units[i].failing) demo.failing_device = demo.devices[i];
+  }
+  if (options.before_backfill) OS_RETURN_IF_ERROR(options.before_backfill(demo));
   const TimestampMs now = clock->NowMs();
   const TimestampMs start = FloorTo(now, options.step_ms) -
                             static_cast<TimestampMs>(options.history_days) * kMsPerDay;
@@ -106,6 +112,26 @@ Result<DemoHandle> SetUpDemo(store::Store* store, const Clock* clock, const Demo
                             }
                           }));
   return demo;
+}
+
+Status CreateDemoAlertRules(alerts::AlertService* service, const DemoHandle& demo, TimestampMs judge_from) {
+  if (service == nullptr) return Ok();
+  const std::string notify = fmt::format(R"([{{"email": "{}"}}])", kDemoOwnerEmail);
+  if (demo.failing_device) {
+    OS_RETURN_IF_ERROR(service
+                           ->CreateRule(demo.org,
+                                        fmt::format(R"({{"name": "Fridge above 8 °C", "device": {}, "above": 8,
+                                          "hysteresis": 0.5, "delay_minutes": 10, "severity": "critical",
+                                          "notify": {}}})",
+                                                    *demo.failing_device, notify),
+                                        judge_from)
+                           .map([](auto&&) {}));
+  }
+  return service
+      ->CreateRule(demo.org,
+                   fmt::format(R"({{"name": "No readings for 30 minutes", "kind": "offline",
+                     "offline_after_minutes": 30, "severity": "warning", "notify": {}}})", notify))
+      .map([](auto&&) {});
 }
 
 void RunDemoLive(store::Store* store, const Clock* clock, const DemoOptions& options,
