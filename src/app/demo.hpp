@@ -15,6 +15,8 @@ class AlertService;
 
 namespace opensense::app {
 
+struct DemoHandle;
+
 struct DemoOptions {
   int devices = 6;
   int history_days = 14;
@@ -22,7 +24,7 @@ struct DemoOptions {
   TimestampMs step_ms = kMsPerMinute;
   // Called once the demo organisation and its devices exist, before history is back-filled
   // (serve creates the demo's alert rules here, so the back-filled hours are judged).
-  std::function<Status(const struct DemoHandle&)> before_backfill;
+  std::function<Status(const DemoHandle&)> before_backfill;
 };
 
 struct DemoHandle {
