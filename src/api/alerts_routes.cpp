@@ -113,6 +113,13 @@ Result<store::AlertFilter> Filter(const Request& req) {
 void RegisterAlertRoutes(ApiContext& ctx, http::Router& r, alerts::AlertService* service) {
   ApiContext* m = &ctx;
   using P = const auth::Principal&;
+  // Another organisation's rule or alert is 404 whatever the caller's role.
+  ctx.owns["/api/v1/alert-rules"] = [m](OrgId org, std::int64_t id) {
+    return m->store->Alerts().GetRule(org, id).has_value();
+  };
+  ctx.owns["/api/v1/alerts"] = [m](OrgId org, std::int64_t id) {
+    return m->store->Alerts().GetAlert(org, id).has_value();
+  };
   auto rules_of = [m, service](OrgId org) -> Result<std::vector<alerts::RuleView>> {
     if (service != nullptr) return service->ListRules(org);
     OS_ASSIGN_OR_RETURN(auto stored, m->store->Alerts().ListRules(org));
@@ -136,12 +143,15 @@ void RegisterAlertRoutes(ApiContext& ctx, http::Router& r, alerts::AlertService*
     return Response::Json(200, arr.dump());
   }));
   m->Route(r, "POST", "/api/v1/alert-rules", "Create an alert rule (validated)",
-           m->User(Role::kAdmin, [service](Request& req, P p) {
+           m->User(Role::kAdmin, [m, service](Request& req, P p) {
              if (service == nullptr) return NoService();
              auto body = ParseJsonBody(req);
              if (!body) return FromError(body.error());
              auto v = service->CreateRule(p.org, req.body);
-             return v ? Response::Json(201, RuleJson(*v).dump()) : FromError(v.error());
+             if (!v) return FromError(v.error());
+             json created = RuleJson(*v);
+             m->Audit(req, p, "rule.create", fmt::format("rule:{}", v->rule.id), nullptr, created);
+             return Response::Json(201, created.dump());
            }));
   m->Route(r, "GET", "/api/v1/alert-rules/{id}", "One alert rule", m->User(Role::kViewer, [rules_of](Request& req, P p) {
     auto id = IdParam(req, "alert rule");
@@ -154,22 +164,35 @@ void RegisterAlertRoutes(ApiContext& ctx, http::Router& r, alerts::AlertService*
     return Response::Error(404, "not_found", "no such alert rule");
   }));
   m->Route(r, "PATCH", "/api/v1/alert-rules/{id}", "Change an alert rule (JSON merge patch, validated)",
-           m->User(Role::kAdmin, [service](Request& req, P p) {
+           m->User(Role::kAdmin, [m, service, rules_of](Request& req, P p) {
              if (service == nullptr) return NoService();
              auto id = IdParam(req, "alert rule");
              if (!id) return FromError(id.error());
              auto body = ParseJsonBody(req);
              if (!body) return FromError(body.error());
+             json before = nullptr;
+             if (auto list = rules_of(p.org)) {
+               for (const auto& r : *list) if (r.rule.id == *id) before = RuleJson(r);
+             }
              auto v = service->UpdateRule(p.org, *id, req.body);
-             return v ? Response::Json(200, RuleJson(*v).dump()) : FromError(v.error());
+             if (!v) return FromError(v.error());
+             json after = RuleJson(*v);
+             m->Audit(req, p, "rule.update", fmt::format("rule:{}", *id), before, after);
+             return Response::Json(200, after.dump());
            }));
   m->Route(r, "DELETE", "/api/v1/alert-rules/{id}", "Delete an alert rule (its alerts stay; open ones resolve)",
-           m->User(Role::kAdmin, [service](Request& req, P p) {
+           m->User(Role::kAdmin, [m, service, rules_of](Request& req, P p) {
              if (service == nullptr) return NoService();
              auto id = IdParam(req, "alert rule");
              if (!id) return FromError(id.error());
+             json before = nullptr;
+             if (auto list = rules_of(p.org)) {
+               for (const auto& r : *list) if (r.rule.id == *id) before = RuleJson(r);
+             }
              auto st = service->DeleteRule(p.org, *id);
-             return st ? Response::Json(200, json({{"id", *id}, {"deleted", true}}).dump()) : FromError(st.error());
+             if (!st) return FromError(st.error());
+             m->Audit(req, p, "rule.delete", fmt::format("rule:{}", *id), before, nullptr);
+             return Response::Json(200, json({{"id", *id}, {"deleted", true}}).dump());
            }));
 
   m->Route(r, "GET", "/api/v1/alerts", "List alerts (state, device, rule, from, to, limit)",
@@ -201,24 +224,36 @@ void RegisterAlertRoutes(ApiContext& ctx, http::Router& r, alerts::AlertService*
     return Response::Json(200, j.dump());
   }));
   m->Route(r, "POST", "/api/v1/alerts/{id}/ack", "Acknowledge an alert (note: the corrective action)",
-           m->User(Role::kMember, [service](Request& req, P p) {
+           m->User(Role::kMember, [m, service](Request& req, P p) {
              if (service == nullptr) return NoService();
              auto id = IdParam(req, "alert");
              if (!id) return FromError(id.error());
+             auto before = m->store->Alerts().GetAlert(p.org, *id);  // another organisation's: 404
+             if (!before) return FromError(before.error());
              auto note = Note(req);
              if (!note) return FromError(note.error());
              auto a = service->Acknowledge(p.org, *id, Actor(p), *note);
-             return a ? Response::Json(200, AlertJson(*a).dump()) : FromError(a.error());
+             if (!a) return FromError(a.error());
+             json after = AlertJson(*a);
+             m->Audit(req, p, "alert.ack", fmt::format("alert:{}", *id),
+                      AlertJson(*before), after);
+             return Response::Json(200, after.dump());
            }));
   m->Route(r, "POST", "/api/v1/alerts/{id}/resolve", "Resolve an alert by hand (admin, with a note)",
-           m->User(Role::kAdmin, [service](Request& req, P p) {
+           m->User(Role::kAdmin, [m, service](Request& req, P p) {
              if (service == nullptr) return NoService();
              auto id = IdParam(req, "alert");
              if (!id) return FromError(id.error());
+             auto before = m->store->Alerts().GetAlert(p.org, *id);  // another organisation's: 404
+             if (!before) return FromError(before.error());
              auto note = Note(req);
              if (!note) return FromError(note.error());
              auto a = service->Resolve(p.org, *id, Actor(p), *note);
-             return a ? Response::Json(200, AlertJson(*a).dump()) : FromError(a.error());
+             if (!a) return FromError(a.error());
+             json after = AlertJson(*a);
+             m->Audit(req, p, "alert.resolve", fmt::format("alert:{}", *id),
+                      AlertJson(*before), after);
+             return Response::Json(200, after.dump());
            }));
 }
 

@@ -126,6 +126,7 @@ void RegisterChannelRoutes(ApiContext& ctx, http::Router& r) {
              auto created = m->store->Notify().CreateChannel(c);
              if (!created) return FromError(created.error());
              json out = ChannelJson(*created);
+             m->Audit(req, p, "channel.create", fmt::format("channel:{}", created->id), nullptr, out);
              if (created->kind == "webhook") out["secret"] = created->secret;
              return Response::Json(201, out.dump());
            }));
@@ -146,14 +147,19 @@ void RegisterChannelRoutes(ApiContext& ctx, http::Router& r) {
                return FromError(st.error());
              }
              auto updated = m->store->Notify().UpdateChannel(p.org, c->id, {f->name, f->target, f->enabled});
-             return updated ? Response::Json(200, ChannelJson(*updated).dump()) : FromError(updated.error());
+             if (!updated) return FromError(updated.error());
+             json after = ChannelJson(*updated);
+             m->Audit(req, p, "channel.update", fmt::format("channel:{}", c->id), ChannelJson(*c), after);
+             return Response::Json(200, after.dump());
            }));
   m->Route(r, "DELETE", "/api/v1/channels/{id}", "Delete a channel (its queued messages are cancelled)",
            m->User(Role::kAdmin, [m, channel_param](Request& req, P p) {
              auto c = channel_param(req, p);
              if (!c) return FromError(c.error());
              auto st = m->store->Notify().DeleteChannel(p.org, c->id);
-             return st ? Response::Json(200, json({{"id", c->id}, {"deleted", true}}).dump()) : FromError(st.error());
+             if (!st) return FromError(st.error());
+             m->Audit(req, p, "channel.delete", fmt::format("channel:{}", c->id), ChannelJson(*c), nullptr);
+             return Response::Json(200, json({{"id", c->id}, {"deleted", true}}).dump());
            }));
   m->Route(r, "POST", "/api/v1/channels/{id}/test", "Send a test message through the channel (via the outbox)",
            m->User(Role::kAdmin, [m, channel_param](Request& req, P p) {

@@ -10,6 +10,7 @@
 #include <regex>
 #include <set>
 
+#include "alerts/service.hpp"
 #include "api/api.hpp"
 #include "people/login.hpp"
 #include "people/permissions.hpp"
@@ -39,12 +40,16 @@ struct OrgFixture {
   std::int64_t device_token = 0;
   UserId spare_member = 0;
   std::int64_t channel = 0;
+  std::int64_t rule = 0;
+  std::int64_t alert = 0;
 };
 
 class PeopleApi : public testing::Test {
  protected:
   void Start(const std::string& public_url) {
     api_.reset();  // a second Start reopens the store: close the first one
+    if (alerts_) alerts_->Stop();
+    alerts_.reset();
     tokens_.reset();
     store_.reset();
     auto o = store::Backends()[0].options(dir_.path());
@@ -53,9 +58,15 @@ class PeopleApi : public testing::Test {
     auth::TokenServiceOptions to;
     to.bcrypt_cost = 4;
     tokens_ = std::make_unique<auth::TokenService>(store_.get(), &clock_, to);
+    alerts::AlertServiceOptions alert_options;
+    alert_options.clock = &clock_;
+    alert_options.evaluator_thread = false;  // MakeOrg drains it
+    alerts_ = std::make_unique<alerts::AlertService>(store_.get(), alert_options);
+    ASSERT_TRUE(alerts_->Start());
     ApiOptions ao;
     ao.login.public_url = public_url;
     ao.mail = &mail_;
+    ao.alerts = alerts_.get();
     api_ = std::make_unique<Api>(store_.get(), tokens_.get(), &metrics_, &clock_, ao);
     router_ = api_->BuildRouter();
   }
@@ -79,6 +90,18 @@ class PeopleApi : public testing::Test {
     c.name = "ops";
     c.target = "ops@" + name + ".example";
     f.channel = store_->Notify().CreateChannel(c)->id;
+    // A rule and a firing alert of the organisation (a warm reading after the rule exists).
+    auto rule = alerts_->CreateRule(
+        f.org, fmt::format(R"({{"name":"Warm","device":{},"above":5,"severity":"critical"}})", f.device),
+        clock_.NowMs() - kMsPerHour);
+    EXPECT_TRUE(rule) << (rule ? "" : rule.error().message);
+    if (rule) f.rule = rule->rule.id;
+    EXPECT_TRUE(store_->Ingest(f.org, {Reading{f.device, "temperature", "Cel", clock_.NowMs() - kMsPerMinute, 9}})
+                    .get());
+    alerts_->Drain();
+    auto fired = store_->Alerts().ListAlerts(f.org, {});
+    EXPECT_TRUE(fired && fired->size() == 1u);
+    if (fired && !fired->empty()) f.alert = fired->front().id;
     return f;
   }
 
@@ -107,6 +130,12 @@ class PeopleApi : public testing::Test {
     auto members = *store_->People().ListMembers(org);
     auto channels = *store_->Notify().ListChannels(org);
     for (const auto& c : channels) s += fmt::format("c{}:{}:{};", c.id, c.name, c.target);
+    const auto rules = *store_->Alerts().ListRules(org);
+    for (const auto& r : rules) s += fmt::format("r{}:{}:{};", r.id, r.definition, r.updated_at);
+    const auto alert_list = *store_->Alerts().ListAlerts(org, {});
+    for (const auto& a : alert_list) {
+      s += fmt::format("a{}:{}:{};", a.id, a.state, store_->Alerts().ListEvents(org, a.id)->size());
+    }
     for (const auto& d : devices) s += fmt::format("d{}:{}:{}:{};", d.id, d.name, d.decommissioned, d.site_id.value_or(0));
     for (const auto& x : sites) s += fmt::format("s{}:{}:{};", x.id, x.name, x.auto_register);
     for (const auto& t : tokens) s += fmt::format("t{}:{}:{}:{};", t.id, t.label, RoleName(t.role), t.expires_at.value_or(0));
@@ -159,6 +188,7 @@ class PeopleApi : public testing::Test {
   RecordingMail mail_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<auth::TokenService> tokens_;
+  std::unique_ptr<alerts::AlertService> alerts_;
   std::unique_ptr<Api> api_;
   http::Router router_;
 };
@@ -170,7 +200,9 @@ std::int64_t IdFor(const std::string& pattern, const OrgFixture& f, Role caller)
   if (pattern.rfind("/api/v1/tokens/", 0) == 0) return f.device_token;
   if (pattern.rfind("/api/v1/auth/tokens/", 0) == 0) return f.extra_token.at(caller);
   if (pattern.rfind("/api/v1/channels/", 0) == 0) return f.channel;
-  return f.device;  // devices, and any other family (alerts, rules, channels ...): some id of f
+  if (pattern.rfind("/api/v1/alert-rules/", 0) == 0) return f.rule;
+  if (pattern.rfind("/api/v1/alerts/", 0) == 0) return f.alert;
+  return f.device;  // devices, and any other family: some id of f
 }
 
 // A body a permitted caller's request is valid with (others: "{}", which may be a 400).

@@ -293,6 +293,11 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
                notify_options.operator_channel.empty() ? "not configured (operator alerts are logged)"
                                                        : "configured");
   api_options.notification_queued = notify_wake;
+  // Sign-in (src/people): links name public_url, never the request's Host; mail goes through the
+  // outbox (Postmark, or the dev mailer's log line).
+  api_options.login.public_url = cfg.public_url.empty() ? "http://" + cfg.listen : cfg.public_url;
+  api_options.login.self_signup = cfg.self_signup == "on";
+  api_options.mail = &mail_queue;
   // Alerts (src/alerts): every commit's readings are judged as they are stored; the scheduler's
   // alert job judges time (offline, delays running out, escalation, reminders).
   std::unique_ptr<alerts::AlertService> alert_service;

@@ -540,8 +540,11 @@ const std::vector<Setting>& Table() {
                  "With `serve --demo`: days of history simulated at start.", 0, 60,
                  &Config::demo_history_days),
       StringSetting("public_url", "URL",
-                    "Where people reach this server (https://opensense.example.com): alert messages "
-                    "link to PUBLIC_URL/alerts/ID. Empty: messages carry the API path only.",
+                    "Where people reach this server (https://opensense.example.com): the host of "
+                    "sign-in links (never the request's Host header), the origin cookie-authenticated "
+                    "writes must come from (https makes session cookies Secure), and alert messages "
+                    "link to PUBLIC_URL/alerts/ID. Empty: http://LISTEN, and messages carry the API "
+                    "path only.",
                     {"empty or an http(s):// URL without a trailing slash",
                      [](const Value& v, Layer) -> std::optional<std::string> {
                        const auto& s = std::get<std::string>(v);
@@ -553,6 +556,10 @@ const std::vector<Setting>& Table() {
                        return std::nullopt;
                      }},
                     &Config::public_url),
+      StringSetting("self_signup", "MODE",
+                    "`on`: anyone may create a free organisation by e-mail (a magic link). `off`: "
+                    "the operator creates organisations with `opensense org create`.",
+                    OneOf({"off", "on"}), &Config::self_signup),
   };
   return table;
 }

@@ -32,6 +32,8 @@ struct Config {
   // Where people reach this server; alert messages link to <public_url>/alerts/<id>. Default ""
   // (messages carry the API path only).
   std::string public_url;
+  // Self-service sign-up: "on" lets anyone create a free organisation by magic link.
+  std::string self_signup = "off";
   // IP addresses of reverse proxies (Caddy) whose X-Forwarded-For names the client in the API
   // request log, comma-separated. Default "" (trust no one: the TCP peer is the client).
   std::string trusted_proxies;

@@ -115,11 +115,11 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 32u);
+  ASSERT_EQ(settings.size(), 47u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
-                                          "log_level", "head_flush_readings",
+                                          "log_level", "log_format", "head_flush_readings",
                                           "head_flush_age_seconds", "retention_interval_seconds",
                                           "http_worker_threads", "ingest_rate_per_token", "ingest_burst_per_token",
                                           "trusted_proxies",
@@ -131,13 +131,20 @@ TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
                                           "telegram_base_url", "notify_timeout_seconds",
                                           "notify_max_attempts", "operator_email",
                                           "operator_telegram_chat", "operator_webhook_url",
-                                          "demo_devices", "demo_history_days"}));
+                                          "backup_dir", "backup_recipients", "backup_recipients_file",
+                                          "backup_schedule", "backup_hourly_keep_days",
+                                          "backup_daily_keep_days", "backup_offsite_dir",
+                                          "backup_offsite_command", "backup_offsite_fetch_command",
+                                          "backup_offsite_delete_command", "backup_offsite_keep_weeks",
+                                          "backup_identity_file",
+                                          "demo_devices", "demo_history_days", "public_url",
+                                          "self_signup"}));
   for (const auto& s : settings) {
     EXPECT_FALSE(s.description.empty()) << s.name;
     EXPECT_FALSE(s.value_name.empty()) << s.name;
     EXPECT_FALSE(s.allowed.empty()) << s.name;
   }
-  const auto& flush = settings[5];
+  const auto& flush = settings[6];
   EXPECT_EQ(flush.name, "head_flush_readings");
   EXPECT_EQ(flush.type, SettingType::kInteger);
   EXPECT_EQ(flush.env_var, "OPENSENSE_HEAD_FLUSH_READINGS");
