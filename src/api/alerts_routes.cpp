@@ -223,38 +223,28 @@ void RegisterAlertRoutes(ApiContext& ctx, http::Router& r, alerts::AlertService*
     j["events"] = arr;
     return Response::Json(200, j.dump());
   }));
+  // Acknowledge or resolve: another organisation's alert is 404 before the note is looked at;
+  // the change is an audit event with the alert before and after.
+  auto transition = [m, service](Request& req, P p, bool resolve) -> Response {
+    if (service == nullptr) return NoService();
+    auto id = IdParam(req, "alert");
+    if (!id) return FromError(id.error());
+    auto before = m->store->Alerts().GetAlert(p.org, *id);
+    if (!before) return FromError(before.error());
+    auto note = Note(req);
+    if (!note) return FromError(note.error());
+    auto a = resolve ? service->Resolve(p.org, *id, Actor(p), *note)
+                     : service->Acknowledge(p.org, *id, Actor(p), *note);
+    if (!a) return FromError(a.error());
+    json after = AlertJson(*a);
+    m->Audit(req, p, resolve ? "alert.resolve" : "alert.ack", fmt::format("alert:{}", *id), AlertJson(*before),
+             after);
+    return Response::Json(200, after.dump());
+  };
   m->Route(r, "POST", "/api/v1/alerts/{id}/ack", "Acknowledge an alert (note: the corrective action)",
-           m->User(Role::kMember, [m, service](Request& req, P p) {
-             if (service == nullptr) return NoService();
-             auto id = IdParam(req, "alert");
-             if (!id) return FromError(id.error());
-             auto before = m->store->Alerts().GetAlert(p.org, *id);  // another organisation's: 404
-             if (!before) return FromError(before.error());
-             auto note = Note(req);
-             if (!note) return FromError(note.error());
-             auto a = service->Acknowledge(p.org, *id, Actor(p), *note);
-             if (!a) return FromError(a.error());
-             json after = AlertJson(*a);
-             m->Audit(req, p, "alert.ack", fmt::format("alert:{}", *id),
-                      AlertJson(*before), after);
-             return Response::Json(200, after.dump());
-           }));
+           m->User(Role::kMember, [transition](Request& req, P p) { return transition(req, p, false); }));
   m->Route(r, "POST", "/api/v1/alerts/{id}/resolve", "Resolve an alert by hand (admin, with a note)",
-           m->User(Role::kAdmin, [m, service](Request& req, P p) {
-             if (service == nullptr) return NoService();
-             auto id = IdParam(req, "alert");
-             if (!id) return FromError(id.error());
-             auto before = m->store->Alerts().GetAlert(p.org, *id);  // another organisation's: 404
-             if (!before) return FromError(before.error());
-             auto note = Note(req);
-             if (!note) return FromError(note.error());
-             auto a = service->Resolve(p.org, *id, Actor(p), *note);
-             if (!a) return FromError(a.error());
-             json after = AlertJson(*a);
-             m->Audit(req, p, "alert.resolve", fmt::format("alert:{}", *id),
-                      AlertJson(*before), after);
-             return Response::Json(200, after.dump());
-           }));
+           m->User(Role::kAdmin, [transition](Request& req, P p) { return transition(req, p, true); }));
 }
 
 }  // namespace opensense::api::internal
