@@ -219,9 +219,6 @@ Result<Device> OneDevice(Stmt* s, std::string missing) {
   return d;
 }
 
-constexpr const char* kDeviceColumns =
-    "id, org_id, site_id, name, serial, decommissioned_at, created_at";
-
 }  // namespace
 
 class SqliteStore final : public Store {
