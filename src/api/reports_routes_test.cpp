@@ -2,6 +2,8 @@
 // isolation (another organisation's device is 404, never a report).
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "api/api.hpp"
@@ -116,6 +118,22 @@ TEST_F(ReportRoutes, PdfAndDailyCsvForAViewer) {
   EXPECT_EQ(Get(fmt::format("/api/v1/reports/compliance.pdf?site={}&from=2026-10-24&to=2026-10-26", site->id), viewer_)
                 .status,
             200);
+
+  // Every download is an audit event of the organisation: who, which report, devices and period.
+  store::AuditFilter filter;
+  filter.org = org_;
+  filter.action_prefix = "report";
+  auto audit = store_->People().ListAudit(filter);
+  ASSERT_TRUE(audit);
+  std::multiset<std::string> actions;
+  for (const auto& e : *audit) {
+    actions.insert(e.action + " " + e.target);
+    EXPECT_NE(e.new_value.find("2026-10-24"), std::string::npos) << e.new_value;
+    EXPECT_NE(e.actor.find("user:"), std::string::npos) << e.actor;
+  }
+  EXPECT_EQ(actions, (std::multiset<std::string>{"report.compliance_pdf report:compliance_pdf",
+                                                 "report.compliance_pdf report:compliance_pdf",
+                                                 "report.daily_csv report:daily_csv"}));
 }
 
 TEST_F(ReportRoutes, ReadingsCsvStreamsEveryReadingOfThePeriod) {
