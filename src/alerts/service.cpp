@@ -131,13 +131,23 @@ AlertService::AlertService(store::Store* store, AlertServiceOptions options)
 
 AlertService::~AlertService() { Stop(); }
 
+void AlertService::AddRuleOrg(OrgId org) {
+  std::unique_lock lock(rule_orgs_mu_);
+  rule_orgs_.insert(org);
+}
+
 Status AlertService::Start() {
   OS_ASSIGN_OR_RETURN(auto orgs, store_->Alerts().OrganizationsWithRules());
   {
     std::lock_guard lock(mu_);
     for (OrgId org : orgs) OS_RETURN_IF_ERROR(View(org));
   }
-  store_->SetCommitListener([this](std::vector<store::CommittedReadings>&& b) { OnCommitted(std::move(b)); });
+  for (OrgId org : orgs) AddRuleOrg(org);
+  store_->SetCommitListener([this](std::vector<store::CommittedReadings>&& b) { OnCommitted(std::move(b)); },
+                            [this](OrgId org) {
+                              std::shared_lock lock(rule_orgs_mu_);
+                              return rule_orgs_.count(org) > 0;
+                            });
   started_ = true;
   if (options_.evaluator_thread) thread_ = std::thread([this] { EvaluatorLoop(); });
   return Ok();
@@ -569,6 +579,8 @@ Status AlertService::QueueMessages(OrgId org, OrgView& view, const Rule& rule, c
 
 Result<RuleView> AlertService::CreateRule(OrgId org, std::string_view text, std::optional<TimestampMs> created_at) {
   OS_ASSIGN_OR_RETURN(Rule rule, ParseRule(text));
+  // Before the rule exists: readings committed from now on reach the evaluator.
+  AddRuleOrg(org);
   std::lock_guard lock(mu_);
   if (rule.device) OS_RETURN_IF_ERROR(store_->GetDevice(org, *rule.device).map([](auto&&) {}));
   if (rule.site) OS_RETURN_IF_ERROR(store_->GetSite(org, *rule.site).map([](auto&&) {}));

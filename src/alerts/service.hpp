@@ -23,7 +23,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <shared_mutex>
 #include <thread>
+#include <unordered_set>
 #include <unordered_map>
 #include <vector>
 
@@ -153,6 +155,12 @@ class AlertService {
   bool stop_ = false;
   std::thread thread_;
   bool started_ = false;
+
+  // Organisations with at least one rule (ever, this run): the commit filter. Readings of the
+  // others are not even copied for evaluation.
+  mutable std::shared_mutex rule_orgs_mu_;
+  std::unordered_set<OrgId> rule_orgs_;
+  void AddRuleOrg(OrgId org);
 
   std::mutex mu_;  // everything below
   std::map<OrgId, std::unique_ptr<OrgView>> views_;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "store/store.hpp"
@@ -164,6 +165,35 @@ TEST_P(AlertStoreTest, CommitListenerGetsExactlyTheStoredReadings) {
   ASSERT_EQ(got[0].readings.size(), 2u);
   EXPECT_EQ(got[0].readings[0].ts, kNow - 2000);
   EXPECT_EQ(got[0].readings[1].value, 5.5);
+}
+
+TEST_P(AlertStoreTest, CommitListenerFilterSkipsUnwantedOrganisations) {
+  const DeviceId dev_b = store_->CreateDevice({b_, "freezer", std::nullopt, std::nullopt})->id;
+  std::mutex mu;
+  std::vector<CommittedReadings> got;
+  std::vector<OrgId> asked;
+  store_->SetCommitListener(
+      [&](std::vector<CommittedReadings>&& batches) {
+        std::lock_guard lock(mu);
+        for (auto& b : batches) got.push_back(std::move(b));
+      },
+      [&](OrgId org) {
+        std::lock_guard lock(mu);
+        asked.push_back(org);
+        return org == b_;
+      });
+  auto ra = store_->Ingest(a_, {{dev_, "temperature", "Cel", kNow - 1000, 4.5}});
+  auto rb = store_->Ingest(b_, {{dev_b, "temperature", "Cel", kNow - 1000, -18.5},
+                                {dev_b, "temperature", "Cel", kNow, -18.0}});
+  ASSERT_TRUE(ra.get());
+  ASSERT_TRUE(rb.get());
+  store_->Close();
+  std::lock_guard lock(mu);
+  EXPECT_NE(std::find(asked.begin(), asked.end(), a_), asked.end());  // asked, refused
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].org, b_);
+  ASSERT_EQ(got[0].readings.size(), 2u);
+  EXPECT_EQ(got[0].readings[1].value, -18.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AlertStoreTest, testing::ValuesIn(Backends()),

@@ -14,9 +14,9 @@ namespace opensense::store {
 
 class CommitListenerSlot {
  public:
-  void Set(CommitListener listener) {
+  void Set(CommitListener listener, CommitFilter wants = {}) {
     std::lock_guard lock(mu_);
-    fn_ = listener ? std::make_shared<CommitListener>(std::move(listener)) : nullptr;
+    fn_ = listener ? std::make_shared<Entry>(Entry{std::move(listener), std::move(wants)}) : nullptr;
     active_ = fn_ != nullptr;
   }
   // Cheap: the writer asks before it collects anything.
@@ -28,24 +28,36 @@ class CommitListenerSlot {
   void Deliver(const std::vector<std::pair<std::size_t, std::size_t>>& refs, OrgOf job_org,
                ReadingOf reading) {
     if (refs.empty()) return;
-    std::shared_ptr<CommitListener> fn;
+    std::shared_ptr<Entry> fn;
     {
       std::lock_guard lock(mu_);
       fn = fn_;
     }
     if (!fn) return;
     std::vector<CommittedReadings> out;
+    bool first = true;
+    OrgId last_org = 0;
+    bool wanted = false;
     for (const auto& [j, i] : refs) {
       const OrgId org = job_org(j);
-      if (out.empty() || out.back().org != org) out.push_back(CommittedReadings{org, {}});
-      out.back().readings.push_back(reading(j, i));
+      if (first || org != last_org) {
+        first = false;
+        last_org = org;
+        wanted = !fn->wants || fn->wants(org);
+        if (wanted) out.push_back(CommittedReadings{org, {}});
+      }
+      if (wanted) out.back().readings.push_back(reading(j, i));
     }
-    (*fn)(std::move(out));
+    if (!out.empty()) fn->listener(std::move(out));
   }
 
  private:
+  struct Entry {
+    CommitListener listener;
+    CommitFilter wants;
+  };
   std::mutex mu_;
-  std::shared_ptr<CommitListener> fn_;
+  std::shared_ptr<Entry> fn_;
   std::atomic<bool> active_{false};
 };
 

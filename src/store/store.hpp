@@ -126,6 +126,10 @@ struct CommittedReadings {
 // Called on the writer thread right after each durable commit that stored readings. It must
 // return at once (queue and go): the alert evaluator hands the batches to its own thread.
 using CommitListener = std::function<void(std::vector<CommittedReadings>&& committed)>;
+// Which organisations the listener wants (empty: all). Called on the writer thread once per
+// organisation of a commit; it must be cheap and thread-safe. Readings of organisations it
+// refuses are not copied at all (ingest for an organisation without alert rules pays nothing).
+using CommitFilter = std::function<bool(OrgId org)>;
 
 class Store {
  public:
@@ -208,7 +212,7 @@ class Store {
   // Alert rules, rule state, alerts and alert events (store/alert_store.hpp).
   virtual AlertStore& Alerts() = 0;
   // Hands every commit's readings to `listener` (nullptr: nobody). Set it before readings flow.
-  virtual void SetCommitListener(CommitListener listener) = 0;
+  virtual void SetCommitListener(CommitListener listener, CommitFilter wants = {}) = 0;
 
   // Notification channels, the outbox and the delivery-attempt log (store/notify_store.hpp).
   virtual NotifyStore& Notify() = 0;

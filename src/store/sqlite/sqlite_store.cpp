@@ -281,7 +281,9 @@ class SqliteStore final : public Store {
   NotifyStore& Notify() override { return *notify_; }
   PeopleStore& People() override { return *people_; }
   AlertStore& Alerts() override { return *alerts_; }
-  void SetCommitListener(CommitListener listener) override { commit_listener_.Set(std::move(listener)); }
+  void SetCommitListener(CommitListener listener, CommitFilter wants) override {
+    commit_listener_.Set(std::move(listener), std::move(wants));
+  }
   void Close() override;
 
  private:
