@@ -958,7 +958,11 @@ http::Router Api::BuildRouter() {
            m->User(Role::kViewer, [m](Request& req, P p) { return m->Series(req, p); }));
   m->Route(r, "GET", "/api/v1/devices/{id}/series.csv", "The same as CSV, in the organisation's time zone",
            m->User(Role::kViewer, [m](Request& req, P p) { return m->SeriesCsv(req, p); }));
-  RegisterReportRoutes(*m, r);  // compliance PDF, daily CSV, readings CSV (api/reports_routes.cpp)
+  ReportRouteOptions report_options;
+  report_options.max_running = m->options.reports_running;
+  report_options.max_waiting = m->options.reports_waiting;
+  report_options.max_wait = m->options.reports_max_wait;
+  RegisterReportRoutes(*m, r, std::move(report_options));  // compliance PDF, daily CSV, readings CSV (api/reports_routes.cpp)
 
   internal::RegisterAlertRoutes(*m, r, m->options.alerts);  // api/alerts_routes.cpp
   m->Route(r, "GET", "/api/v1/sites", "List sites", m->User(Role::kViewer, [m](Request&, P p) {

@@ -50,6 +50,11 @@ struct ApiOptions {
   people::LoginOptions login;
   // Where magic-link and invitation mail is queued (not owned); null: the log (LoggingMailQueue).
   MailQueue* mail = nullptr;
+  // Compliance reports rendering at once, requests that may wait for a slot (beyond: 429 with
+  // Retry-After), and how long one waits before 503 with Retry-After.
+  int reports_running = 2;
+  int reports_waiting = 4;
+  std::chrono::milliseconds reports_max_wait{20'000};
 };
 
 // One route of the API table (also what docs/api.md must list).

@@ -15,10 +15,10 @@ namespace {
 
 constexpr TimestampMs kNow = 1794744000000;  // 2026-11-15T12:00:00Z
 
-class ReportRoutes : public ::testing::Test {
+class ReportRoutes : public ::testing::TestWithParam<store::Backend> {
  protected:
   void SetUp() override {
-    auto o = store::Backends()[0].options(dir_.path());
+    auto o = GetParam().options(dir_.path());
     o.clock = &clock_;
     store_ = std::move(*store::OpenStore(o));
     auth::TokenServiceOptions to;
@@ -91,7 +91,7 @@ class ReportRoutes : public ::testing::Test {
   std::string viewer_, other_viewer_;
 };
 
-TEST_F(ReportRoutes, PdfAndDailyCsvForAViewer) {
+TEST_P(ReportRoutes, PdfAndDailyCsvForAViewer) {
   auto pdf = Get(fmt::format("/api/v1/reports/compliance.pdf?devices={}&from=2026-10-24&to=2026-10-26&paper=letter",
                              device_),
                  viewer_);
@@ -136,7 +136,7 @@ TEST_F(ReportRoutes, PdfAndDailyCsvForAViewer) {
                                                  "report.daily_csv report:daily_csv"}));
 }
 
-TEST_F(ReportRoutes, ReadingsCsvStreamsEveryReadingOfThePeriod) {
+TEST_P(ReportRoutes, ReadingsCsvStreamsEveryReadingOfThePeriod) {
   auto r = Get(fmt::format("/api/v1/reports/readings.csv?devices={}&from=2026-10-25&to=2026-10-25", device_), viewer_);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Header(r, "X-Readings-Level"), "raw");
@@ -157,7 +157,7 @@ TEST_F(ReportRoutes, ReadingsCsvStreamsEveryReadingOfThePeriod) {
             400);
 }
 
-TEST_F(ReportRoutes, BadRequestsAreClearErrors) {
+TEST_P(ReportRoutes, BadRequestsAreClearErrors) {
   struct Case {
     std::string target;
     int status;
@@ -207,7 +207,47 @@ TEST_F(ReportRoutes, BadRequestsAreClearErrors) {
             403);
 }
 
-TEST_F(ReportRoutes, DeviceProfileFieldsInTheDeviceJson) {
+// The gate's bounds reach the client as 429 (queue full) and 503 (waited too long), each with
+// Retry-After and a JSON error, for every report route; nothing is rendered or audited.
+TEST_P(ReportRoutes, BusyReportsAreRefusedWith429Or503AndRetryAfter) {
+  const std::string period = "&from=2026-10-24&to=2026-10-27";
+  const std::vector<std::string> targets = {
+      fmt::format("/api/v1/reports/compliance.pdf?devices={}{}", device_, period),
+      fmt::format("/api/v1/reports/daily.csv?devices={}{}", device_, period),
+      fmt::format("/api/v1/reports/readings.csv?devices={}{}", device_, period)};
+  auto with = [&](int running, int waiting, std::chrono::milliseconds wait) {
+    ApiOptions o;
+    o.reports_running = running;
+    o.reports_waiting = waiting;
+    o.reports_max_wait = wait;
+    api_ = std::make_unique<Api>(store_.get(), tokens_.get(), &metrics_, &clock_, o);
+    router_ = api_->BuildRouter();
+  };
+  with(0, 0, std::chrono::milliseconds(0));  // every slot taken, no room to wait
+  for (const auto& t : targets) {
+    auto r = Get(t, viewer_);
+    EXPECT_EQ(r.status, 429) << t << " " << r.body;
+    EXPECT_EQ(Header(r, "Retry-After"), "5") << t;
+    auto body = nlohmann::json::parse(r.body, nullptr, false);
+    EXPECT_EQ(body["error"].value("code", ""), "resource_exhausted") << r.body;
+    EXPECT_NE(body["error"].value("message", "").find("try again"), std::string::npos) << r.body;
+  }
+  with(0, 1, std::chrono::milliseconds(5));  // room to wait, but no slot frees up in time
+  for (const auto& t : targets) {
+    auto r = Get(t, viewer_);
+    EXPECT_EQ(r.status, 503) << t << " " << r.body;
+    EXPECT_EQ(Header(r, "Retry-After"), "5") << t;
+  }
+  store::AuditFilter filter;
+  filter.org = org_;
+  auto audit = store_->People().ListAudit(filter);
+  ASSERT_TRUE(audit);
+  for (const auto& e : *audit) EXPECT_EQ(e.action.rfind("report.", 0), std::string::npos) << e.action;
+  with(2, 4, std::chrono::milliseconds(20'000));  // the defaults: served
+  EXPECT_EQ(Get(targets[0], viewer_).status, 200);
+}
+
+TEST_P(ReportRoutes, DeviceProfileFieldsInTheDeviceJson) {
   std::string admin = Token(org_, Role::kAdmin, "admin@example.com");
   auto patched = Get(fmt::format("/api/v1/devices/{}", empty_device_), admin, "PATCH",
                      R"({"target_min": 2, "target_max": 8, "expected_interval_s": 60, "medicine_storage": true,
@@ -235,6 +275,10 @@ TEST_F(ReportRoutes, DeviceProfileFieldsInTheDeviceJson) {
   EXPECT_EQ(nlohmann::json::parse(Get(fmt::format("/api/v1/devices/{}", empty_device_), viewer_).body)["target_max"], 8)
       << "a refused change leaves the device as it was";
 }
+
+// Both stores: the reports read rollups, alerts and device profiles through the Store interface.
+INSTANTIATE_TEST_SUITE_P(Backends, ReportRoutes, testing::ValuesIn(store::Backends()),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace opensense::api
