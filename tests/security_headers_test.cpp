@@ -1,5 +1,6 @@
 // The security headers on every response of the real binary: a table of routes and outcomes
 // (handlers' 2xx/4xx/5xx, the router's 404/405, the server's own 413 and 400).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -65,6 +66,69 @@ TEST(SecurityHeaders, OnEveryResponseOverATableOfRoutes) {
       EXPECT_EQ(count, 1) << c.method << " " << c.target << " " << name;
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// Rate limits per route class come from the settings (docs/configuration.md): login links per
+// address and per client, the user API per organisation, ingest per token. Each refusal is a
+// 429 with Retry-After, and one class running out leaves the others serving.
+TEST(RateLimits, EachRouteClassHasItsOwnConfigurableLimit) {
+  OpenSenseProcess os;
+  const nlohmann::json org = os.Cli({"org", "create", "--name", "Limits", "--owner-email", "o@x.example"});
+  ASSERT_TRUE(org.contains("token")) << org;
+  const nlohmann::json device = os.Cli({"device", "create", "--org", std::to_string(org["id"].get<int>()), "--name", "fridge"});
+  ASSERT_TRUE(device.contains("token")) << device;
+  ASSERT_TRUE(os.Start({"--roles", "api", "--login-links-per-address", "2", "--login-links-per-client", "3",
+                        "--api-rate-per-org", "1", "--api-burst-per-org", "3", "--ingest-rate-per-token", "1",
+                        "--ingest-burst-per-token", "2"}))
+      << os.Log();
+  auto post = [&](const std::string& target, const std::string& auth, const std::string& type, const std::string& body) {
+    std::vector<std::pair<std::string, std::string>> h = {{"Content-Type", type}};
+    if (!auth.empty()) h.emplace_back("Authorization", auth);
+    auto r = opensense::http::Fetch(os.address(), "POST", target, h, body);
+    EXPECT_TRUE(r) << target;
+    return r ? *r : opensense::http::ClientResponse{};
+  };
+  auto link = [&](const std::string& email) {
+    return post("/api/v1/auth/magic-link", "", "application/json", nlohmann::json({{"email", email}}).dump());
+  };
+  // Login: 2 per address, 3 per client address.
+  EXPECT_EQ(link("a@x.example").status, 202);
+  EXPECT_EQ(link("a@x.example").status, 202);
+  auto per_address = link("a@x.example");
+  EXPECT_EQ(per_address.status, 429) << per_address.body;
+  EXPECT_TRUE(per_address.Header("Retry-After").has_value());
+  EXPECT_EQ(link("b@x.example").status, 202);  // the third link of this client
+  EXPECT_EQ(link("c@x.example").status, 429);  // the fourth: per client
+  // User API: a burst of 3, then 1 per second (the organisation's tier alone would allow more).
+  const std::string owner = "Bearer " + org["token"].get<std::string>();
+  int ok = 0, refused = 0;
+  for (int i = 0; i < 8; ++i) {
+    auto r = opensense::http::Fetch(os.address(), "GET", "/api/v1/devices", {{"Authorization", owner}});
+    ASSERT_TRUE(r);
+    if (r->status == 200) ++ok;
+    if (r->status == 429) {
+      ++refused;
+      EXPECT_TRUE(r->Header("Retry-After").has_value());
+    }
+  }
+  EXPECT_GE(ok, 3);
+  EXPECT_LE(ok, 4);  // 3 + at most one refill if the loop took over a second
+  EXPECT_EQ(ok + refused, 8);
+  // Ingest: its own class, per token: a burst of 2, untouched by the API's refusals above.
+  const std::string dev = "Bearer " + device["token"].get<std::string>();
+  int stored = 0, throttled = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto r = post("/api/v1/ingest?precision=s", dev, "text/plain", fmt::format("r temperature=4.{} {}\n", i, 1794744000 + i));
+    if (r.status == 200) ++stored;
+    if (r.status == 429) ++throttled;
+  }
+  EXPECT_GE(stored, 2);
+  EXPECT_LE(stored, 3);
+  EXPECT_EQ(stored + throttled, 5);
 }
 
 }  // namespace

@@ -269,6 +269,10 @@ std::string internal::ApiContext::Client(const Request& req) const {
   return ClientAddress(req.remote_address, req.Header("X-Forwarded-For"), options.trusted_proxies);
 }
 
+std::string internal::ApiContext::ClientHost(const Request& req) const {
+  return std::string(PeerHost(Client(req)));
+}
+
 people::Actor internal::ApiContext::ActorOf(const Request& req, const auth::Principal& p) const {
   return people::Actor{fmt::format("user:{} <{}>", p.user.value_or(0), p.email),
                        p.session ? std::string("session") : fmt::format("token:{}", p.token_id),
@@ -376,7 +380,9 @@ struct Api::Impl : internal::ApiContext {
       auto o = store->GetOrganization(org);
       if (!o) return true;  // the handler reports the store's trouble
       const auto& limits = LimitsOf(o->tier);
-      return org_limiter.Allow(org, clock->NowMs(), limits.api_rate_per_second, limits.api_burst);
+      const double rate = options.api_rate_per_org > 0 ? options.api_rate_per_org : limits.api_rate_per_second;
+      const double burst = options.api_burst_per_org > 0 ? options.api_burst_per_org : limits.api_burst;
+      return org_limiter.Allow(org, clock->NowMs(), rate, burst);
     };
     owns["/api/v1/devices"] = [this](OrgId org, std::int64_t id) { return store->GetDevice(org, id).has_value(); };
     owns["/api/v1/sites"] = [this](OrgId org, std::int64_t id) { return store->GetSite(org, id).has_value(); };

@@ -52,6 +52,9 @@ struct ApiOptions {
   MailQueue* mail = nullptr;
   // Compliance reports rendering at once, requests that may wait for a slot (beyond: 429 with
   // Retry-After), and how long one waits before 503 with Retry-After.
+  // User API requests per second and burst per organisation; 0: the tier's (core/tiers.hpp).
+  double api_rate_per_org = 0;
+  double api_burst_per_org = 0;
   int reports_running = 2;
   int reports_waiting = 4;
   std::chrono::milliseconds reports_max_wait{20'000};

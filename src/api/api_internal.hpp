@@ -79,6 +79,9 @@ struct ApiContext {
   Result<auth::Principal> AuthenticateUser(http::Request& req);
   // The client address of a request (trusted_proxies applied).
   std::string Client(const http::Request& req) const;
+  // The client's address without the port: what per-client rate limits count (a new
+  // connection has a new port).
+  std::string ClientHost(const http::Request& req) const;
   // Who did it, for the audit trail.
   people::Actor ActorOf(const http::Request& req, const auth::Principal& p) const;
   // Appends an audit event (old/new: JSON values, null for none). Never fails the request; a

@@ -428,7 +428,7 @@ void internal::RegisterPeopleRoutes(ApiContext& ctx, http::Router& r) {
            [c](Request& req) {
              auto body = ParseJsonBody(req);
              if (!body) return FromError(body.error());
-             auto st = c->people->RequestLogin(StringField(*body, "email"), c->Client(req));
+             auto st = c->people->RequestLogin(StringField(*body, "email"), c->ClientHost(req));
              return st ? Accepted() : FromError(st.error());
            });
   c->Route(r, "GET", "/auth/magic", "The sign-in link's confirmation page (its button signs in; GET uses nothing)",
@@ -440,7 +440,7 @@ void internal::RegisterPeopleRoutes(ApiContext& ctx, http::Router& r) {
              auto body = ParseJsonBody(req);
              if (!body) return FromError(body.error());
              auto st = c->people->RequestSignup(StringField(*body, "email"), StringField(*body, "organisation"),
-                                                c->Client(req));
+                                                c->ClientHost(req));
              return st ? Accepted() : FromError(st.error());
            });
 

@@ -297,6 +297,14 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   // outbox (Postmark, or the dev mailer's log line).
   api_options.login.public_url = cfg.public_url.empty() ? "http://" + cfg.listen : cfg.public_url;
   api_options.login.self_signup = cfg.self_signup == "on";
+  api_options.login.links_per_address = cfg.login_links_per_address;
+  api_options.login.links_per_client = cfg.login_links_per_client;
+  api_options.login.session_idle_ms = static_cast<TimestampMs>(cfg.session_idle_minutes) * kMsPerMinute;
+  api_options.login.session_absolute_ms = static_cast<TimestampMs>(cfg.session_absolute_hours) * kMsPerHour;
+  api_options.api_rate_per_org = cfg.api_rate_per_org;
+  api_options.api_burst_per_org = cfg.api_burst_per_org;
+  api_options.reports_running = cfg.reports_running;
+  api_options.reports_waiting = cfg.reports_waiting;
   api_options.mail = &mail_queue;
   // Alerts (src/alerts): every commit's readings are judged as they are stored; the scheduler's
   // alert job judges time (offline, delays running out, escalation, reminders).

@@ -560,6 +560,37 @@ const std::vector<Setting>& Table() {
                     "`on`: anyone may create a free organisation by e-mail (a magic link). `off`: "
                     "the operator creates organisations with `opensense org create`.",
                     OneOf({"off", "on"}), &Config::self_signup),
+      IntSetting("login_links_per_address", "N",
+                 "Sign-in, invitation and sign-up links one e-mail address may be sent per 15 "
+                 "minutes; beyond it the answer is 429 with Retry-After.",
+                 1, 1000, &Config::login_links_per_address),
+      IntSetting("login_links_per_client", "N",
+                 "Links that one client address may ask for per 15 minutes (any e-mail "
+                 "addresses); beyond it 429 with Retry-After.",
+                 1, 100000, &Config::login_links_per_client),
+      IntSetting("session_idle_minutes", "MINUTES",
+                 "A session ends after this many minutes without a request (checked on the "
+                 "server).",
+                 5, 10080, &Config::session_idle_minutes),
+      IntSetting("session_absolute_hours", "HOURS",
+                 "A session ends this many hours after sign-in, however active.", 1, 2160,
+                 &Config::session_absolute_hours),
+      IntSetting("api_rate_per_org", "N",
+                 "User API requests per second (API tokens and sessions) per organisation; "
+                 "beyond it 429 with Retry-After. 0: the organisation's tier decides "
+                 "(docs/api.md, tiers).",
+                 0, 1000000, &Config::api_rate_per_org),
+      IntSetting("api_burst_per_org", "N",
+                 "User API requests an organisation may make at once before the rate applies. "
+                 "0: the tier decides.",
+                 0, 1000000, &Config::api_burst_per_org),
+      IntSetting("reports_running", "N",
+                 "Compliance reports and CSV exports rendered at once by this process.", 1, 64,
+                 &Config::reports_running),
+      IntSetting("reports_waiting", "N",
+                 "Report requests that may wait for a slot (up to 20 s, then 503); beyond it "
+                 "429 with Retry-After.",
+                 0, 1000, &Config::reports_waiting),
   };
   return table;
 }

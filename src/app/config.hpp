@@ -34,6 +34,20 @@ struct Config {
   std::string public_url;
   // Self-service sign-up: "on" lets anyone create a free organisation by magic link.
   std::string self_signup = "off";
+  // Rate limits per route class (ingest: ingest_rate_per_token below).
+  // Login: magic-link mails per e-mail address and per client address per 15 minutes.
+  int login_links_per_address = 5;
+  int login_links_per_client = 20;
+  // Sessions end after this long without a request, and this long after login.
+  int session_idle_minutes = 12 * 60;
+  int session_absolute_hours = 7 * 24;
+  // User API (tokens and sessions) requests per second and burst per organisation; 0: the
+  // organisation's tier decides (core/tiers.hpp).
+  int api_rate_per_org = 0;
+  int api_burst_per_org = 0;
+  // Reports: rendering at once, and waiting for a slot (beyond: 429).
+  int reports_running = 2;
+  int reports_waiting = 4;
   // IP addresses of reverse proxies (Caddy) whose X-Forwarded-For names the client in the API
   // request log, comma-separated. Default "" (trust no one: the TCP peer is the client).
   std::string trusted_proxies;

@@ -115,7 +115,7 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 47u);
+  ASSERT_EQ(settings.size(), 55u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
@@ -138,7 +138,10 @@ TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
                                           "backup_offsite_delete_command", "backup_offsite_keep_weeks",
                                           "backup_identity_file",
                                           "demo_devices", "demo_history_days", "public_url",
-                                          "self_signup"}));
+                                          "self_signup", "login_links_per_address",
+                                          "login_links_per_client", "session_idle_minutes",
+                                          "session_absolute_hours", "api_rate_per_org",
+                                          "api_burst_per_org", "reports_running", "reports_waiting"}));
   for (const auto& s : settings) {
     EXPECT_FALSE(s.description.empty()) << s.name;
     EXPECT_FALSE(s.value_name.empty()) << s.name;
