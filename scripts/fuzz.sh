@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
-targets=(chunk_codec_fuzz rollup_codec_fuzz senml_fuzz opensense_json_fuzz line_protocol_fuzz mqtt_codec_fuzz mqtt_hook_answer_fuzz secrets_file_fuzz backup_manifest_fuzz report_query_fuzz notify_answer_fuzz alert_rule_fuzz)
+targets=(chunk_codec_fuzz rollup_codec_fuzz senml_fuzz opensense_json_fuzz line_protocol_fuzz mqtt_codec_fuzz mqtt_hook_answer_fuzz secrets_file_fuzz backup_manifest_fuzz report_query_fuzz notify_answer_fuzz alert_rule_fuzz login_input_fuzz)
 cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DOPENSENSE_FUZZ=ON -DOPENSENSE_BUILD_TESTS=OFF -DOPENSENSE_BUILD_BENCH=OFF >/dev/null
 cmake --build build/fuzz --target "${targets[@]}"
