@@ -11,7 +11,13 @@ namespace opensense {
 
 namespace {
 
-constexpr unsigned char kVersion = 1;
+// Version 1: per bucket zigzag(bucket delta), count, first/last offset deltas, min/max/sum.
+// Version 2 (written now): the bucket start as a delta of deltas (0 for a regular series: one
+// byte), and the count shifted left by one with the low bit set for a single-reading bucket,
+// which stores its first offset and one value only (last = first, max = sum = min). A sensor
+// reporting every 5 minutes has one reading per 5-minute bucket: ~4-5 bytes instead of ~11.
+constexpr unsigned char kVersion1 = 1;
+constexpr unsigned char kVersion = 2;
 constexpr unsigned char kModeDecimal = 0;
 constexpr unsigned char kModeRaw = 1;
 constexpr std::uint64_t kMaxBuckets = 1u << 20;
@@ -69,7 +75,9 @@ tl::unexpected<Error> Corrupt(const char* what) {
 }
 
 Status DecodeAppend(std::string_view in, std::vector<RollupBucket>* out) {
-  if (in.size() < 3 || static_cast<unsigned char>(in[0]) != kVersion) return Corrupt("version");
+  if (in.size() < 3) return Corrupt("version");
+  const auto version = static_cast<unsigned char>(in[0]);
+  if (version != kVersion1 && version != kVersion) return Corrupt("version");
   in.remove_prefix(1);
   std::uint64_t n = 0;
   if (!GetVarint(&in, &n) || n > kMaxBuckets || n > in.size()) return Corrupt("count");
@@ -85,38 +93,46 @@ Status DecodeAppend(std::string_view in, std::vector<RollupBucket>* out) {
   } else if (mode != kModeRaw) {
     return Corrupt("mode");
   }
-  std::int64_t bucket = 0, first_off = 0, last_off = 0, mn = 0, mx = 0, sum = 0;
+  std::int64_t bucket = 0, step = 0, first_off = 0, last_off = 0, mn = 0, mx = 0, sum = 0;
   for (std::uint64_t i = 0; i < n; ++i) {
-    std::int64_t d_bucket, d_first, d_last;
+    std::int64_t d_bucket, d_first, d_last = 0;
     std::uint64_t count;
-    if (!GetZigZag(&in, &d_bucket) || !GetVarint(&in, &count) || !GetZigZag(&in, &d_first) ||
-        !GetZigZag(&in, &d_last)) {
-      return Corrupt("bucket");
+    if (!GetZigZag(&in, &d_bucket) || !GetVarint(&in, &count)) return Corrupt("bucket");
+    bool single = false;
+    if (version == kVersion) {
+      single = (count & 1) != 0;
+      count = single ? 1 : count >> 1;
+      step = Plus(step, d_bucket);  // a delta of deltas
+      d_bucket = step;
     }
+    if (!GetZigZag(&in, &d_first) || (!single && !GetZigZag(&in, &d_last))) return Corrupt("bucket");
     if (count == 0 || count > (std::uint64_t{1} << 62)) return Corrupt("bucket count");
     bucket = Plus(bucket, d_bucket);
     first_off = Plus(first_off, d_first);
-    last_off = Plus(last_off, d_last);
+    last_off = single ? first_off : Plus(last_off, d_last);
     RollupBucket b;
     b.bucket = bucket;
     b.agg.count = static_cast<std::int64_t>(count);
     b.agg.first_ts = Plus(bucket, first_off);
     b.agg.last_ts = Plus(bucket, last_off);
     if (mode == kModeDecimal) {
-      std::int64_t d_min, d_max, d_sum;
-      if (!GetZigZag(&in, &d_min) || !GetZigZag(&in, &d_max) || !GetZigZag(&in, &d_sum)) {
+      std::int64_t d_min, d_max = 0, d_sum = 0;
+      if (!GetZigZag(&in, &d_min) || (!single && (!GetZigZag(&in, &d_max) || !GetZigZag(&in, &d_sum)))) {
         return Corrupt("values");
       }
       mn = Plus(mn, d_min);
-      mx = Plus(mx, d_max);
-      sum = Plus(sum, d_sum);
+      mx = single ? mn : Plus(mx, d_max);
+      sum = single ? mn : Plus(sum, d_sum);
       b.agg.min = static_cast<double>(mn) / Pow10(scale);
       b.agg.max = static_cast<double>(mx) / Pow10(scale);
       b.agg.scale = scale;
       b.agg.scaled_sum = sum;
     } else {
       double s = 0;
-      if (!GetDouble(&in, &b.agg.min) || !GetDouble(&in, &b.agg.max) || !GetDouble(&in, &s)) {
+      if (!GetDouble(&in, &b.agg.min)) return Corrupt("values");
+      if (single) {
+        b.agg.max = s = b.agg.min;
+      } else if (!GetDouble(&in, &b.agg.max) || !GetDouble(&in, &s)) {
         return Corrupt("values");
       }
       b.agg.scale = -1;
@@ -141,32 +157,46 @@ std::string EncodeRollupChunk(std::span<const RollupBucket> buckets) {
   int scale = ChunkScale(buckets);
   out.push_back(static_cast<char>(scale >= 0 ? kModeDecimal : kModeRaw));
   if (scale >= 0) out.push_back(static_cast<char>(scale));
-  std::int64_t bucket = 0, first_off = 0, last_off = 0, mn = 0, mx = 0, sum = 0;
+  std::int64_t bucket = 0, step = 0, first_off = 0, last_off = 0, mn = 0, mx = 0, sum = 0;
   for (const auto& b : buckets) {
     const RollupAgg& a = b.agg;
     std::int64_t f = Diff(a.first_ts, b.bucket), l = Diff(a.last_ts, b.bucket);
-    PutZigZag(&out, Diff(b.bucket, bucket));
-    PutVarint(&out, static_cast<std::uint64_t>(a.count));
+    std::int64_t imin = 0, imax = 0, isum = 0;
+    bool single = a.count == 1 && f == l;
+    if (scale >= 0) {
+      imin = static_cast<std::int64_t>(std::nearbyint(a.min * Pow10(scale)));
+      imax = static_cast<std::int64_t>(std::nearbyint(a.max * Pow10(scale)));
+      isum = a.scaled_sum;
+      for (int k = a.scale; k < scale; ++k) isum *= 10;  // checked by ChunkScale
+      single = single && imax == imin && isum == imin;
+    } else {
+      const auto bits = std::bit_cast<std::uint64_t>(a.min);
+      single = single && bits == std::bit_cast<std::uint64_t>(a.max) && bits == std::bit_cast<std::uint64_t>(a.Sum());
+    }
+    const std::int64_t d_bucket = Diff(b.bucket, bucket);
+    PutZigZag(&out, Diff(d_bucket, step));
+    PutVarint(&out, single ? 1 : static_cast<std::uint64_t>(a.count) << 1);
     PutZigZag(&out, Diff(f, first_off));
-    PutZigZag(&out, Diff(l, last_off));
+    if (!single) PutZigZag(&out, Diff(l, last_off));
+    step = d_bucket;
     bucket = b.bucket;
     first_off = f;
     last_off = l;
     if (scale >= 0) {
-      auto imin = static_cast<std::int64_t>(std::nearbyint(a.min * Pow10(scale)));
-      auto imax = static_cast<std::int64_t>(std::nearbyint(a.max * Pow10(scale)));
-      std::int64_t isum = a.scaled_sum;
-      for (int k = a.scale; k < scale; ++k) isum *= 10;  // checked by ChunkScale
       PutZigZag(&out, Diff(imin, mn));
-      PutZigZag(&out, Diff(imax, mx));
-      PutZigZag(&out, Diff(isum, sum));
+      if (!single) {
+        PutZigZag(&out, Diff(imax, mx));
+        PutZigZag(&out, Diff(isum, sum));
+      }
       mn = imin;
       mx = imax;
       sum = isum;
     } else {
       PutDouble(&out, a.min);
-      PutDouble(&out, a.max);
-      PutDouble(&out, a.Sum());
+      if (!single) {
+        PutDouble(&out, a.max);
+        PutDouble(&out, a.Sum());
+      }
     }
   }
   return out;

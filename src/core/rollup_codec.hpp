@@ -1,9 +1,10 @@
 // Compressed encoding of a run of rollup buckets of one series and level (a "rollup chunk").
 //
-// Per bucket: the bucket start as a delta, the count, first/last offsets within the bucket as
-// deltas from the previous bucket's, and min/max/sum as deltas of integers at one decimal scale
-// for the whole chunk (about 10-12 bytes a bucket for a sensor reporting every minute, against
-// ~60 for a table row). Chunks whose values are not short decimals store min/max/sum as raw
+// Per bucket: the bucket start as a delta of deltas, the count, first/last offsets within the
+// bucket as deltas from the previous bucket's, and min/max/sum as deltas of integers at one
+// decimal scale for the whole chunk (about 10 bytes a bucket for a sensor reporting every
+// minute, against ~60 for a table row). A bucket holding a single reading stores its offset and
+// one value only (~4 bytes: a sensor reporting every 5 minutes has one per 5-minute bucket). Chunks whose values are not short decimals store min/max/sum as raw
 // doubles. Decoding is bounds-checked: a corrupt chunk yields an error, never a crash.
 #pragma once
 
