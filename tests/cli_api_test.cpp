@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "api/http/client.hpp"
+#include "backup/subprocess.hpp"
 #include "opensense_process.hpp"
 #include "shell_helpers.hpp"
 
@@ -23,15 +24,7 @@ using json = nlohmann::json;
 using opensense::testing::OpenSenseProcess;
 using opensense::testing::ReadFile;
 using opensense::testing::Shell;
-
-std::string Quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
+using opensense::backup::ShellQuote;
 
 struct CliRun {
   int code = -1;
@@ -49,12 +42,12 @@ class CliApi : public ::testing::Test {
   // `opensense args...` with exactly `env` (and PATH) as its environment, stdin from `input`.
   CliRun Run(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
              const std::string& input = "/dev/null") {
-    std::string cmd = "cd " + Quote(os_.DataDir() + "/..") + " && env -i PATH=/usr/bin:/bin";
-    for (const auto& [k, v] : env) cmd += " " + k + "=" + Quote(v);
-    cmd += " " + Quote(OPENSENSE_BINARY);
-    for (const auto& a : args) cmd += " " + Quote(a);
+    std::string cmd = "cd " + ShellQuote(os_.DataDir() + "/..") + " && env -i PATH=/usr/bin:/bin";
+    for (const auto& [k, v] : env) cmd += " " + k + "=" + ShellQuote(v);
+    cmd += " " + ShellQuote(OPENSENSE_BINARY);
+    for (const auto& a : args) cmd += " " + ShellQuote(a);
     const std::string err = os_.DataDir() + "/../cli.err";
-    cmd += " <" + Quote(input) + " 2>" + Quote(err);
+    cmd += " <" + ShellQuote(input) + " 2>" + ShellQuote(err);
     auto r = Shell(cmd);
     return CliRun{r.code, r.output, ReadFile(err)};
   }

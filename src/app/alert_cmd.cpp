@@ -14,6 +14,12 @@ std::string Text(const json& a, const char* key) {
   return it->is_string() ? it->get<std::string>() : NumberText(*it);
 }
 
+// `: "the note"`, or nothing without a note.
+std::string Note(const json& a, const char* key) {
+  const std::string note = a.value(key, "");
+  return note.empty() ? "" : ": " + json(note).dump();
+}
+
 void PrintAlert(const json& a) {
   fmt::print("alert {}: {}, {} (rule {} '{}', device {}){}\n", Text(a, "id"), Text(a, "state"), Text(a, "severity"),
              Text(a, "rule"), Text(a, "rule_name"), Text(a, "device"), a.value("late", false) ? ", found late" : "");
@@ -21,12 +27,11 @@ void PrintAlert(const json& a) {
              Text(a, "peak_at"), Text(a, "out_of_range_seconds"));
   fmt::print("  started {}, fired {}\n", Text(a, "started_at"), Text(a, "fired_at"));
   if (a.value("acknowledged", false)) {
-    fmt::print("  acknowledged {} by {}: {}\n", Text(a, "acknowledged_at"), Text(a, "acknowledged_by"),
-               json(a.value("ack_note", "")).dump());
+    fmt::print("  acknowledged {} by {}{}\n", Text(a, "acknowledged_at"), Text(a, "acknowledged_by"),
+               Note(a, "ack_note"));
   }
   if (a.contains("resolved_at") && !a["resolved_at"].is_null()) {
-    fmt::print("  resolved {} by {}: {}\n", Text(a, "resolved_at"), Text(a, "resolved_by"),
-               json(a.value("resolve_note", "")).dump());
+    fmt::print("  resolved {} by {}{}\n", Text(a, "resolved_at"), Text(a, "resolved_by"), Note(a, "resolve_note"));
   }
 }
 
@@ -100,8 +105,7 @@ int RunAlertCommand(const AlertCommands& c, const AlertFlags& f, const ApiClient
   if (*c.show) {
     fmt::print("events:\n");
     for (const auto& e : a->body.value("events", json::array())) {
-      fmt::print("  {}  {:<12} {}{}\n", Text(e, "at"), Text(e, "kind"), Text(e, "actor"),
-                 e.value("note", "").empty() ? "" : "  " + json(e.value("note", "")).dump());
+      fmt::print("  {}  {:<12} {}{}\n", Text(e, "at"), Text(e, "kind"), Text(e, "actor"), Note(e, "note"));
     }
   }
   return 0;

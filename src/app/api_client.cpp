@@ -161,7 +161,9 @@ int ReportApiError(const ApiAnswer& answer, std::string_view what) {
              "(POST /api/v1/auth/tokens)";
       break;
     case 404:
-      next = fmt::format("`opensense {} list` shows the ids this token's organisation has", what);
+      next = fmt::format("check the ids given; `opensense {} list` shows those of the token's organisation "
+                         "(another organisation's are not found)",
+                         what);
       break;
     case 409:
       next = fmt::format("`opensense {} show ID` shows its current state", what);

@@ -157,7 +157,8 @@ RuleCommands AddRuleCommand(CLI::App& app, RuleFlags* f) {
     cmd->add_option("--offline-after", f->offline_after_minutes, "Offline rules: minutes without a reading")->type_name("MIN");
     cmd->add_option("--severity", f->severity, "warning (default) or critical");
     cmd->add_option("--notify-email", f->notify_emails, "Tell this address (repeat for more; replaces the list)")
-        ->type_name("ADDRESS");
+        ->type_name("ADDRESS")
+        ->allow_extra_args(false);
     cmd->add_option("--reminder", f->reminder_minutes, "Remind every MIN minutes while unacknowledged (0: never)")
         ->type_name("MIN");
     cmd->add_option("--require-note", f->require_note, "Acknowledging needs a corrective-action note")->type_name("BOOL");
