@@ -21,6 +21,40 @@ bool Significant(const RuleState& a, const RuleState& b) {
          a.last_notice_at != b.last_notice_at || a.fired_at != b.fired_at;
 }
 
+// What a rule names must be the organisation's: its device or site (404 otherwise, as for any
+// other organisation's object) and every notification channel of its recipients and escalation
+// steps, of the kind the recipient says (400: the rule is what is wrong).
+Status CheckReferences(store::Store& store, OrgId org, const Rule& rule) {
+  if (rule.device) OS_RETURN_IF_ERROR(store.GetDevice(org, *rule.device).map([](auto&&) {}));
+  if (rule.site) OS_RETURN_IF_ERROR(store.GetSite(org, *rule.site).map([](auto&&) {}));
+  auto check = [&](const std::vector<Recipient>& list, const std::string& where) -> Status {
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (!list[i].channel) continue;
+      const std::int64_t id = *list[i].channel;
+      auto channel = store.Notify().GetChannel(org, id);
+      if (!channel && channel.error().code == ErrorCode::kNotFound) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{}[{}].channel: the organisation has no notification channel {}; GET "
+                                     "/api/v1/channels lists them, POST /api/v1/channels (or `opensense channel "
+                                     "create`) adds one",
+                                     where, i, id));
+      }
+      if (!channel) return tl::unexpected(channel.error());
+      if (channel->kind != list[i].kind) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("{}[{}].kind: channel {} is a {} channel, not {}", where, i, id,
+                                     channel->kind, list[i].kind));
+      }
+    }
+    return Ok();
+  };
+  OS_RETURN_IF_ERROR(check(rule.notify, "notify"));
+  for (std::size_t i = 0; i < rule.escalation.size(); ++i) {
+    OS_RETURN_IF_ERROR(check(rule.escalation[i].notify, fmt::format("escalation[{}].notify", i)));
+  }
+  return Ok();
+}
+
 std::string UnitOf(const std::string& metric) {
   if (metric == "temperature") return " °C";
   if (metric == "humidity") return " %RH";
@@ -582,8 +616,7 @@ Result<RuleView> AlertService::CreateRule(OrgId org, std::string_view text, std:
   // Before the rule exists: readings committed from now on reach the evaluator.
   AddRuleOrg(org);
   std::lock_guard lock(mu_);
-  if (rule.device) OS_RETURN_IF_ERROR(store_->GetDevice(org, *rule.device).map([](auto&&) {}));
-  if (rule.site) OS_RETURN_IF_ERROR(store_->GetSite(org, *rule.site).map([](auto&&) {}));
+  OS_RETURN_IF_ERROR(CheckReferences(*store_, org, rule));
   const TimestampMs now = clock_->NowMs();
   OS_ASSIGN_OR_RETURN(auto stored, store_->Alerts().CreateRule(org, rule.name, RuleDefinitionJson(rule),
                                                                created_at.value_or(now)));
@@ -612,8 +645,7 @@ Result<RuleView> AlertService::UpdateRule(OrgId org, RuleId id, std::string_view
   if (current.is_discarded()) current = json::object();
   current.merge_patch(patch);
   OS_ASSIGN_OR_RETURN(Rule rule, ParseRuleJson(current));
-  if (rule.device) OS_RETURN_IF_ERROR(store_->GetDevice(org, *rule.device).map([](auto&&) {}));
-  if (rule.site) OS_RETURN_IF_ERROR(store_->GetSite(org, *rule.site).map([](auto&&) {}));
+  OS_RETURN_IF_ERROR(CheckReferences(*store_, org, rule));
   OS_ASSIGN_OR_RETURN(auto updated, store_->Alerts().UpdateRule(org, id, rule.name, RuleDefinitionJson(rule),
                                                                 clock_->NowMs()));
   rule.id = id;

@@ -80,7 +80,9 @@ class AlertService {
   void Tick(TimestampMs now);
 
   // Rules. `json` is the rule definition (rule.hpp); PATCH merges into the current definition
-  // (RFC 7386). created_at: when the rule starts judging readings (default: now).
+  // (RFC 7386). created_at: when the rule starts judging readings (default: now). The rule's
+  // device or site must be the organisation's (kNotFound), and so must every notification
+  // channel its recipients name, of the recipient's kind (kInvalidArgument naming the field).
   Result<RuleView> CreateRule(OrgId org, std::string_view json, std::optional<TimestampMs> created_at = {});
   Result<RuleView> UpdateRule(OrgId org, RuleId id, std::string_view merge_patch);
   // Open alerts of the rule are resolved ("the rule was deleted"); the record stays.

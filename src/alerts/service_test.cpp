@@ -4,6 +4,7 @@
 // a queue overflow falls back to the stored readings; organisations stay apart.
 #include "alerts/service.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "store/test_util.hpp"
@@ -62,6 +63,17 @@ class AlertServiceTest : public testing::TestWithParam<store::Backend> {
       service_->Drain();
     }
   }
+  // A notification channel of `org`; its id.
+  std::int64_t Channel(OrgId org, const std::string& kind, const std::string& target) {
+    store::NotificationChannel c;
+    c.org = org;
+    c.kind = kind;
+    c.name = kind;
+    c.target = target;
+    auto created = store_->Notify().CreateChannel(c);
+    EXPECT_TRUE(created) << created.error().message;
+    return created ? created->id : 0;
+  }
   std::vector<store::AlertRecord> Alerts(OrgId org, std::optional<std::string> state = {}) {
     store::AlertFilter f;
     f.state = state;
@@ -78,9 +90,11 @@ class AlertServiceTest : public testing::TestWithParam<store::Backend> {
 };
 
 TEST_P(AlertServiceTest, CommittedReadingsRaiseAnAlertWithEventAndMessage) {
+  const std::int64_t telegram = Channel(org_, "telegram", "-100");
   auto rule = service_->CreateRule(org_, R"({"name": "Walk-in too warm", "site": )" + std::to_string(site_) +
                                              R"(, "above": 8, "delay_minutes": 10, "severity": "critical",
-                                             "notify": [{"email": "chef@example.com"}, {"channel": 7, "kind": "telegram", "to": "-100"}]})");
+                                             "notify": [{"email": "chef@example.com"}, {"channel": )" +
+                                             std::to_string(telegram) + R"(, "kind": "telegram", "to": "-100"}]})");
   ASSERT_TRUE(rule) << rule.error().message;
   Feed(org_, dev_, 0, 4, 4.0);
   Feed(org_, dev_, 5, 20, 9.5);
@@ -211,6 +225,42 @@ TEST_P(AlertServiceTest, RulesAreValidatedAndScoped) {
   ASSERT_EQ(Alerts(org_, "firing").size(), 1u);
   ASSERT_TRUE(service_->DeleteRule(org_, rule->rule.id));
   EXPECT_EQ(Alerts(org_, "resolved").size(), 1u) << "a deleted rule's open alert is resolved, the record stays";
+}
+
+TEST_P(AlertServiceTest, RuleNamingAChannelTheOrganisationDoesNotHaveIsRefused) {
+  const std::int64_t ours = Channel(org_, "email", "chef@example.com");
+  const std::int64_t theirs = Channel(other_, "email", "them@example.com");
+  auto notify = [](std::int64_t channel, const char* kind) {
+    return fmt::format(R"({{"channel": {}, "kind": "{}", "to": "chef@example.com"}})", channel, kind);
+  };
+  // Create: a channel that does not exist, another organisation's, one of another kind; also in
+  // an escalation step.
+  for (const auto& [body, field] : std::vector<std::pair<std::string, std::string>>{
+           {fmt::format(R"({{"name": "x", "above": 8, "notify": [{}]}})", notify(ours + theirs + 100, "email")),
+            "notify[0].channel"},
+           {fmt::format(R"({{"name": "x", "above": 8, "notify": [{}]}})", notify(theirs, "email")), "notify[0].channel"},
+           {fmt::format(R"({{"name": "x", "above": 8, "notify": [{}]}})", notify(ours, "telegram")), "notify[0].kind"},
+           {fmt::format(R"({{"name": "x", "above": 8, "escalation": [{{"after_minutes": 30, "notify": [{{"email": "a@b.c"}}, {}]}}]}})",
+                        notify(theirs, "email")),
+            "escalation[0].notify[1].channel"}}) {
+    auto r = service_->CreateRule(org_, body);
+    ASSERT_FALSE(r) << body;
+    EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << body;
+    EXPECT_NE(r.error().message.find(field), std::string::npos) << r.error().message;
+  }
+  EXPECT_TRUE(service_->ListRules(org_)->empty()) << "nothing refused was stored";
+  // The organisation's own channel is fine; an update naming another's is refused and changes
+  // nothing.
+  auto rule = service_->CreateRule(org_, fmt::format(R"({{"name": "x", "above": 8, "notify": [{}]}})", notify(ours, "email")));
+  ASSERT_TRUE(rule) << rule.error().message;
+  auto patched = service_->UpdateRule(org_, rule->rule.id,
+                                      fmt::format(R"({{"above": 9, "notify": [{}]}})", notify(theirs, "email")));
+  ASSERT_FALSE(patched);
+  EXPECT_EQ(patched.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(patched.error().message.find("no notification channel " + std::to_string(theirs)), std::string::npos)
+      << patched.error().message;
+  EXPECT_EQ(service_->GetRule(org_, rule->rule.id)->rule.above, 8.0);
+  EXPECT_EQ(service_->GetRule(org_, rule->rule.id)->rule.notify[0].channel, ours);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AlertServiceTest, testing::ValuesIn(store::Backends()),

@@ -22,8 +22,12 @@
 #include <pthread.h>
 #include <thread>
 
+#include "app/alert_cmd.hpp"
+#include "app/api_client.hpp"
 #include "app/backup_cmd.hpp"
+#include "app/member_cmd.hpp"
 #include "app/report_cmd.hpp"
+#include "app/rule_cmd.hpp"
 #include "app/channels_cmd.hpp"
 #include "alerts/service.hpp"
 #include "app/config.hpp"
@@ -295,12 +299,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   api_options.notification_queued = notify_wake;
   // Sign-in (src/people): links name public_url, never the request's Host; mail goes through the
   // outbox (Postmark, or the dev mailer's log line).
-  api_options.login.public_url = cfg.public_url.empty() ? "http://" + cfg.listen : cfg.public_url;
-  api_options.login.self_signup = cfg.self_signup == "on";
-  api_options.login.links_per_address = cfg.login_links_per_address;
-  api_options.login.links_per_client = cfg.login_links_per_client;
-  api_options.login.session_idle_ms = static_cast<TimestampMs>(cfg.session_idle_minutes) * kMsPerMinute;
-  api_options.login.session_absolute_ms = static_cast<TimestampMs>(cfg.session_absolute_hours) * kMsPerHour;
+  api_options.login = LoginOptionsFor(cfg);
   api_options.api_rate_per_org = cfg.api_rate_per_org;
   api_options.api_burst_per_org = cfg.api_burst_per_org;
   api_options.reports_running = cfg.reports_running;
@@ -641,6 +640,22 @@ int RunCli(int argc, char** argv) {
   const ChannelCommands channel_cmds = AddChannelCommand(app, &channel_flags);
   for (auto* cmd : channel_cmds.all()) AddSettingFlags(cmd, &flags, kStoreFlags);
 
+  // rule list|show|create|update|delete and alert list|show|ack|resolve: through the running
+  // server's API (api_client.hpp); the listen setting gives the default URL.
+  RuleFlags rule_flags;
+  const RuleCommands rule_cmds = AddRuleCommand(app, &rule_flags);
+  AlertFlags alert_flags;
+  const AlertCommands alert_cmds = AddAlertCommand(app, &alert_flags);
+  for (auto* cmd : rule_cmds.all()) AddSettingFlags(cmd, &flags, {"listen", "log_level"});
+  for (auto* cmd : alert_cmds.all()) AddSettingFlags(cmd, &flags, {"listen", "log_level"});
+
+  // member list|invite|role|remove (member_cmd.cpp): invitation links name public_url.
+  MemberFlags member_flags;
+  const MemberCommands member_cmds = AddMemberCommand(app, &member_flags);
+  std::vector<std::string> member_settings = kStoreFlags;
+  member_settings.insert(member_settings.end(), {"public_url", "listen"});
+  for (auto* cmd : member_cmds.all()) AddSettingFlags(cmd, &flags, member_settings);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -695,6 +710,19 @@ int RunCli(int argc, char** argv) {
       store->Close();
       return rc;
     }
+    if (*rule_cmds.root || *alert_cmds.root) {
+      const ApiClientFlags& client_flags = *rule_cmds.root ? rule_flags.client : alert_flags.client;
+      auto client = ApiClientFor(client_flags, cfg.listen, OpensenseEnvironment(environ));
+      if (!client) return ReportClientError(client.error());
+      return *rule_cmds.root ? RunRuleCommand(rule_cmds, rule_flags, *client)
+                             : RunAlertCommand(alert_cmds, alert_flags, *client);
+    }
+    if (*member_cmds.root) {
+      auto store = OpenFor(cfg, /*writer=*/false);
+      const int rc = RunMemberCommand(member_cmds, member_flags, store.get(), cfg);
+      store->Close();
+      return rc;
+    }
     if (*migrate_cmd) {
       auto store = OpenFor(cfg, /*writer=*/false);
       if (flags.json) PrintJson({{"store", cfg.StoreUrl()}, {"schema", store->SchemaVersion()}});
@@ -704,11 +732,16 @@ int RunCli(int argc, char** argv) {
     if (*org_create) {
       new_org.tier = Check(ParseTier(tier_name));
       auto store = OpenFor(cfg, false);
-      auto org = Check(store->CreateOrganization(new_org));
-      auto owner = Check(store->CreateUser(org.id, owner_email, Role::kOwner));
       SystemClock clock;
       auth::TokenService tokens(store.get(), &clock);
+      // Through the people service: the organisation and its owner are audit events of it.
+      people::PeopleService people_service(store.get(), &tokens, nullptr, &clock, LoginOptionsFor(cfg));
+      auto org = Check(people_service.CreateOrganisation(new_org, owner_email, OperatorActor()));
+      const auto owner = Check(store->People().ListMembers(org.id)).at(0);
       auto token = Check(tokens.IssueUserToken(org.id, owner.id, Role::kOwner, "created by org create"));
+      Check(people_service.Record(org.id, OperatorActor(), "token.create", fmt::format("token:{}", token.record.id), "",
+                                  json({{"label", token.record.label}, {"role", RoleName(token.record.role)},
+                                        {"member", owner.id}}).dump()));
       if (flags.json) {
         json j = OrgJson(org);
         j["owner"] = {{"id", owner.id}, {"email", owner.email}};

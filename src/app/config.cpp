@@ -768,6 +768,7 @@ Status ApplyEnvironment(const std::map<std::string, std::string>& env, Config& c
   for (const auto& [name, text] : env) {
     if (name.rfind(kPrefix, 0) != 0) continue;
     if (name == kConfigEnvVar || name == kSecretsFileEnvVar || IsSecretEnvVar(name)) continue;
+    if (name == kUrlEnvVar || name == kTokenEnvVar) continue;
     // Test hooks (OPENSENSE_TEST_HOLD_COMMIT): read by the module that has them, never settings.
     if (name.rfind("OPENSENSE_TEST_", 0) == 0) continue;
     const Setting* setting = nullptr;
@@ -775,7 +776,7 @@ Status ApplyEnvironment(const std::map<std::string, std::string>& env, Config& c
       if (EnvVarName(s.name) == name) setting = &s;
     }
     if (setting == nullptr) {
-      std::string also = fmt::format("{}, {}", kConfigEnvVar, kSecretsFileEnvVar);
+      std::string also = fmt::format("{}, {}, {}, {}", kConfigEnvVar, kSecretsFileEnvVar, kUrlEnvVar, kTokenEnvVar);
       for (auto secret : kSecretEnvVars) also += fmt::format(", {}", secret);
       return Invalid(fmt::format(
           "{}: unknown environment variable {}; also allowed: {}", name,
@@ -937,6 +938,16 @@ std::string ConfigurationMarkdown() {
   add("or the user it runs as, or when group or others have any permission on it; the message");
   add("gives the command to run (`chown root:root PATH && chmod 0400 PATH`). A secret set in the");
   add("environment as well wins over the file (the log names it, never its value).");
+  add("");
+  add("## The command line's client");
+  add("");
+  add("`opensense rule ...` and `opensense alert ...` talk to a running server's HTTP API (its");
+  add("alert service holds the rules). They read two more variables, which are not settings:");
+  add("");
+  add(fmt::format("- `{}`: the server, e.g. `https://opensense.example.com` (`--url` wins; default:", kUrlEnvVar));
+  add("  `http://` and the `listen` setting, a wildcard address replaced by the loopback one);");
+  add(fmt::format("- `{}`: a user API token (`osk_...`) of the organisation (`--token-file PATH` wins).", kTokenEnvVar));
+  add("  There is no flag for the token itself: it would stay in the shell history and show in `ps`.");
   add("");
   add("## Example");
   add("");

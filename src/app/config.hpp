@@ -178,6 +178,11 @@ inline constexpr std::array<std::string_view, 6> kSecretEnvVars = {
     "OPENSENSE_STORE_PASSWORD", "OPENSENSE_POSTMARK_TOKEN", "OPENSENSE_TELEGRAM_TOKEN",
     "OPENSENSE_MQTT_PASSWORD", "OPENSENSE_MQTT_HOOK_SECRET", "OPENSENSE_OPERATOR_WEBHOOK_SECRET"};
 
+// Read by the CLI's client of a running server (`rule`, `alert`: app/api_client.hpp): the server's
+// URL and a user API token. Not settings: allowed in the environment, ignored by LoadConfig.
+inline constexpr std::string_view kUrlEnvVar = "OPENSENSE_URL";
+inline constexpr std::string_view kTokenEnvVar = "OPENSENSE_TOKEN";
+
 struct ConfigSources {
   // The TOML file to read, if any.
   std::optional<std::string> file_path;
@@ -185,7 +190,8 @@ struct ConfigSources {
   // (./opensense.toml looked up by default).
   bool file_required = false;
   // The process environment; only OPENSENSE_* entries are looked at, others are ignored.
-  // An OPENSENSE_* name that is neither a setting, kConfigEnvVar nor a secret is an error.
+  // An OPENSENSE_* name that is neither a setting, kConfigEnvVar, a secret nor one of the API
+  // client's is an error.
   std::map<std::string, std::string> env;
   // Command-line values keyed by setting name ("data_dir", not "--data-dir").
   std::map<std::string, std::string> flags;
