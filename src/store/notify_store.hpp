@@ -100,7 +100,8 @@ class NotifyStore {
   // Attempts of one message, oldest first (any organisation: the dispatcher and tests).
   virtual Result<std::vector<NotificationAttempt>> AttemptsOf(std::int64_t outbox_id) = 0;
   virtual Result<OutboxDepth> Depth() = 0;
-  // Deletes attempts older than `before`; how many.
+  // Deletes attempts older than `before`, and finished messages (sent, failed, cancelled) done
+  // before it (the notification log's retention; pending ones always stay); how many attempts.
   virtual Result<std::int64_t> PruneAttempts(TimestampMs before) = 0;
 };
 

@@ -170,8 +170,18 @@ TEST_P(NotifyStoreTest, AttemptsAreRecordedWithTheStateAndPruned) {
   EXPECT_EQ((*recent_attempts)[0].status, "sent");  // newest first
   EXPECT_EQ(N().Depth()->pending, 0);
 
+  auto pending = **N().Enqueue(Msg("k-pending", org_a_, kNow + 3'600'000));
   EXPECT_EQ(*N().PruneAttempts(kNow + 1), 2);
   EXPECT_EQ(N().AttemptsOf(id)->size(), 1u);
+  // Finished messages go with their last attempt (the notification log's retention); a message
+  // with a newer attempt, and a pending one, stay.
+  EXPECT_FALSE(N().GetMessage(other));
+  EXPECT_TRUE(N().GetMessage(id));
+  EXPECT_EQ(*N().PruneAttempts(kNow + 60'001), 1);
+  EXPECT_FALSE(N().GetMessage(id));
+  EXPECT_EQ(N().GetMessage(pending)->state, "pending");
+  EXPECT_EQ(*N().PruneAttempts(kNow + 10 * 3'600'000), 0);
+  EXPECT_TRUE(N().GetMessage(pending));
 }
 
 TEST_P(NotifyStoreTest, DepthCountsPendingMessagesAndTheOldest) {

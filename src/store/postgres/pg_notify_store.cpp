@@ -234,6 +234,10 @@ class PgNotifyStore final : public NotifyStore {
 
   Result<std::int64_t> PruneAttempts(TimestampMs before) override {
     OS_ASSIGN_OR_RETURN(auto r, Query("DELETE FROM notification_attempts WHERE at<$1", {P(before)}));
+    OS_RETURN_IF_ERROR(Query("DELETE FROM notification_outbox o WHERE state<>'pending' AND done_at<$1 AND NOT EXISTS "
+                             "(SELECT 1 FROM notification_attempts a WHERE a.outbox_id=o.id)",
+                             {P(before)})
+                           .map([](auto&&) {}));
     return r.Affected();
   }
 

@@ -276,7 +276,13 @@ class SqliteNotifyStore final : public NotifyStore {
     OS_ASSIGN_OR_RETURN(Stmt * s, db_->Prepare("DELETE FROM notification_attempts WHERE at<?"));
     s->Bind(1, before);
     OS_RETURN_IF_ERROR(s->Run());
-    return static_cast<std::int64_t>(db_->Changes());
+    const auto attempts = static_cast<std::int64_t>(db_->Changes());
+    OS_ASSIGN_OR_RETURN(Stmt * m, db_->Prepare(
+        "DELETE FROM notification_outbox WHERE state<>'pending' AND done_at<? AND NOT EXISTS "
+        "(SELECT 1 FROM notification_attempts a WHERE a.outbox_id=notification_outbox.id)"));
+    m->Bind(1, before);
+    OS_RETURN_IF_ERROR(m->Run());
+    return attempts;
   }
 
  private:
