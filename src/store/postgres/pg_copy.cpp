@@ -147,6 +147,14 @@ class Copier {
     if (o_.progress) o_.progress({std::string(phase), done, total});
   }
 
+  // The next chunk_rows rows of a table after id `after` (a number or a parameter), or the whole
+  // table when it has no id.
+  std::string PageSql(const CopiedTable& t, std::string_view after) const {
+    return t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>{} ORDER BY id LIMIT {}", t.columns, t.name,
+                                  after, o_.chunk_rows)
+                    : fmt::format("SELECT {} FROM {}", t.columns, t.name);
+  }
+
   Result<std::int64_t> SourceCount(const std::string& sql) {
     OS_ASSIGN_OR_RETURN(sqlite::Stmt s, src_->PrepareOnce(sql));
     OS_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -172,9 +180,7 @@ class Copier {
     }
     Progress(t.name, done, total);
     while (true) {
-      std::string sql = t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>{} ORDER BY id LIMIT {}",
-                                               t.columns, t.name, after, o_.chunk_rows)
-                                 : fmt::format("SELECT {} FROM {}", t.columns, t.name);
+      const std::string sql = PageSql(t, std::to_string(after));
       OS_ASSIGN_OR_RETURN(sqlite::Stmt s, src_->PrepareOnce(sql));
       std::string data;
       std::int64_t rows = 0;
@@ -364,9 +370,7 @@ class Copier {
     std::string marks;
     for (int c = 0; c < ncols; ++c) marks += c == 0 ? "?" : ",?";
     const std::string insert = fmt::format("INSERT OR IGNORE INTO {}({}) VALUES({})", t.name, t.columns, marks);
-    const std::string select =
-        t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>$1 ORDER BY id LIMIT {}", t.columns, t.name, o_.chunk_rows)
-                 : fmt::format("SELECT {} FROM {}", t.columns, t.name);
+    const std::string select = PageSql(t, "$1");
     Progress(t.name, done, total);
     while (true) {
       OS_ASSIGN_OR_RETURN(PgResult r, t.has_id ? dst_->Exec(select, {P(after)}) : dst_->Exec(select));
@@ -548,9 +552,7 @@ class Copier {
   Result<Checksum> TargetTableChecksum(const CopiedTable& t) {
     const int ncols = ColumnCount(t);
     // In pages by id: libpq holds a whole result in memory.
-    const std::string select =
-        t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>$1 ORDER BY id LIMIT {}", t.columns, t.name, o_.chunk_rows)
-                 : fmt::format("SELECT {} FROM {}", t.columns, t.name);
+    const std::string select = PageSql(t, "$1");
     Checksum sum;
     std::string row;
     std::int64_t after = 0;  // ids start at 1

@@ -55,7 +55,7 @@ struct TableCheck {
 };
 
 struct CopyReport {
-  std::vector<TableCheck> tables;   // row counts on both sides
+  std::vector<TableCheck> tables;   // every copied table, then readings and rollups
   std::int64_t readings_copied = 0;  // by this run
   std::vector<DeviceId> mismatched_devices;  // reading count or checksum differs
   bool verified = false;  // every count and checksum agrees
