@@ -16,9 +16,10 @@ CLI::App* AddStoreCommand(CLI::App& app, StoreCopyFlags* flags) {
   store_cmd->require_subcommand(1);
   auto* copy = store_cmd->add_subcommand(
       "copy",
-      "Copy everything (organisations, devices, tokens, readings, rollups, events, request log) "
-      "between a SQLite store and PostgreSQL, in chunks; rerun to resume; verified at the end. "
-      "Stop `opensense serve` on both first");
+      "Copy everything (organisations, devices, members, tokens, readings, rollups, alert rules, "
+      "alerts and their events, notification channels and outbox, sessions, audit trail, request "
+      "log) between a SQLite store and PostgreSQL, in chunks; rerun to resume; verified at the "
+      "end. Stop `opensense serve` on both first");
   copy->add_option("--from", flags->from,
                    "Source store URL (sqlite:///path/opensense.db or postgres://host:port/db)")
       ->required();
@@ -27,7 +28,7 @@ CLI::App* AddStoreCommand(CLI::App& app, StoreCopyFlags* flags) {
                    "OPENSENSE_STORE_PASSWORD)")
       ->required();
   copy->add_flag("--verify-only", flags->verify_only,
-                 "Only compare row counts and per-device checksums of source and target");
+                 "Only compare row counts and checksums (per table, per device) of source and target");
   copy->add_flag("--json", flags->json, "Print the report as JSON");
   return copy;
 }
@@ -91,7 +92,10 @@ int RunStoreCopy(const StoreCopyFlags& flags) {
   if (flags.json) {
     nlohmann::json tables = nlohmann::json::array();
     for (const auto& t : report->tables) {
-      tables.push_back({{"table", t.table}, {"source", t.source}, {"target", t.target}});
+      tables.push_back({{"table", t.table},
+                        {"source", t.source},
+                        {"target", t.target},
+                        {"checksums_match", t.checksums_match}});
     }
     nlohmann::json j = {{"verified", report->verified},
                         {"readings_copied", report->readings_copied},
@@ -101,21 +105,25 @@ int RunStoreCopy(const StoreCopyFlags& flags) {
   } else {
     fmt::print("{:<22} {:>14} {:>14}\n", "TABLE", "SOURCE", "TARGET");
     for (const auto& t : report->tables) {
-      fmt::print("{:<22} {:>14} {:>14}{}\n", t.table, t.source, t.target, t.source == t.target ? "" : "  DIFFERS");
+      const bool same = t.source == t.target && t.checksums_match;
+      fmt::print("{:<22} {:>14} {:>14}{}\n", t.table, t.source, t.target, same ? "" : "  DIFFERS");
     }
     if (!flags.verify_only) fmt::print("{} readings copied by this run\n", report->readings_copied);
   }
   if (!report->verified) {
-    std::string devices;
+    std::string tables, devices;
+    for (const auto& t : report->tables) {
+      if (t.source != t.target || !t.checksums_match) tables += (tables.empty() ? "" : ", ") + t.table;
+    }
     for (auto d : report->mismatched_devices) devices += (devices.empty() ? "" : ", ") + std::to_string(d);
     fmt::print(stderr,
-               "opensense: verification FAILED: the target differs from the source{}{}. Do not "
-               "switch over; rerun `opensense store copy` to resume, or copy into an empty "
+               "opensense: verification FAILED: the target differs from the source (tables: {}{}). "
+               "Do not switch over; rerun `opensense store copy` to resume, or copy into an empty "
                "database.\n",
-               devices.empty() ? "" : " (devices: ", devices.empty() ? "" : devices + ")");
+               tables, devices.empty() ? "" : "; devices: " + devices);
     return 1;
   }
-  fmt::print(stderr, "verified: row counts and per-device checksums agree\n");
+  fmt::print(stderr, "verified: row counts and checksums of every table and device agree\n");
   return 0;
 }
 

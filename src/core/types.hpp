@@ -33,6 +33,7 @@ struct Organization {
   std::string time_zone = "UTC";  // IANA name; 1-day rollups follow its calendar days
   Tier tier = Tier::kFree;
   TimestampMs created_at = 0;
+  bool operator==(const Organization&) const = default;
 };
 
 struct Site {
@@ -41,6 +42,7 @@ struct Site {
   std::string name;
   // A gateway token of this site may register a device it names for the first time.
   bool auto_register = false;
+  bool operator==(const Site&) const = default;
 };
 
 using UserId = std::int64_t;
@@ -55,6 +57,7 @@ struct User {
   std::string email;
   Role role = Role::kViewer;
   TimestampMs created_at = 0;
+  bool operator==(const User&) const = default;
 };
 
 // A bearer credential. Only a bcrypt hash of its secret is stored.
@@ -75,6 +78,7 @@ struct TokenRecord {
   TimestampMs created_at = 0;
   std::optional<TimestampMs> expires_at;  // revoked, or rotated with a grace period
   std::optional<TimestampMs> last_used_at;
+  bool operator==(const TokenRecord&) const = default;
 };
 
 // What compliance reports and alert rules need to know about a device. Every field is optional
@@ -104,6 +108,7 @@ struct Device {
   bool decommissioned = false;        // no new readings; history stays for its retention
   TimestampMs created_at = 0;
   DeviceProfile profile;
+  bool operator==(const Device&) const = default;
 };
 
 // One measurement as it arrives. `unit` empty means "the metric's default unit".

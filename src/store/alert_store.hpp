@@ -26,6 +26,7 @@ struct StoredRule {
   std::string definition;  // the rule's JSON (alerts::ParseRule)
   TimestampMs created_at = 0;
   TimestampMs updated_at = 0;
+  bool operator==(const StoredRule&) const = default;
 };
 
 // The state of one rule for one device (alerts::RuleState as JSON).
@@ -34,6 +35,7 @@ struct StoredRuleState {
   DeviceId device = 0;
   std::string state;
   TimestampMs updated_at = 0;
+  bool operator==(const StoredRuleState&) const = default;
 };
 
 struct AlertRecord {
@@ -61,6 +63,7 @@ struct AlertRecord {
   std::optional<TimestampMs> resolved_at;
   std::string resolved_by;  // "auto" or the user ("user:3")
   std::string resolve_note;
+  bool operator==(const AlertRecord&) const = default;
 };
 
 struct AlertEventRecord {
@@ -73,6 +76,7 @@ struct AlertEventRecord {
   std::string actor;  // "engine" or the user
   std::string note;
   std::string details;  // JSON
+  bool operator==(const AlertEventRecord&) const = default;
 };
 
 struct AlertFilter {

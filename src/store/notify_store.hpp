@@ -33,6 +33,7 @@ struct NotificationChannel {
   std::string secret;
   bool enabled = true;
   TimestampMs created_at = 0;
+  bool operator==(const NotificationChannel&) const = default;
 };
 
 // Fields to change; absent ones stay.
@@ -54,6 +55,7 @@ struct NotificationAttempt {
   std::optional<int> provider_code;  // HTTP status; none when no answer came
   std::int64_t latency_ms = 0;
   std::string detail;                // why (never a secret)
+  bool operator==(const NotificationAttempt&) const = default;
 };
 
 // What the dispatcher decided after an attempt.

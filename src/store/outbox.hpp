@@ -34,6 +34,7 @@ struct OutboxMessage {
   std::string state = "pending";           // pending | sent | failed (permanent) | cancelled
   std::string last_error;
   std::optional<TimestampMs> done_at;
+  bool operator==(const OutboxMessage&) const = default;
 };
 
 }  // namespace opensense::store

@@ -30,6 +30,7 @@ struct MagicLinkRow {
   TimestampMs created_at = 0;
   TimestampMs expires_at = 0;
   std::optional<TimestampMs> used_at;
+  bool operator==(const MagicLinkRow&) const = default;
 };
 
 struct SessionRow {
@@ -42,6 +43,7 @@ struct SessionRow {
   TimestampMs last_seen_at = 0;
   TimestampMs expires_at = 0;  // absolute timeout
   std::optional<TimestampMs> ended_at;
+  bool operator==(const SessionRow&) const = default;
 };
 
 struct Member {
@@ -51,6 +53,7 @@ struct Member {
   Role role = Role::kViewer;
   TimestampMs created_at = 0;
   std::optional<TimestampMs> removed_at;  // removed members keep their row (tokens, audit)
+  bool operator==(const Member&) const = default;
 };
 
 // One audit-trail row. Append-only: the database refuses UPDATE and DELETE.
@@ -65,6 +68,7 @@ struct AuditEvent {
   std::string target;     // "device:12", "member:3", "retention:raw_readings"
   std::string old_value;  // JSON, "" when nothing existed
   std::string new_value;  // JSON, "" when it is gone
+  bool operator==(const AuditEvent&) const = default;
 };
 
 struct AuditFilter {

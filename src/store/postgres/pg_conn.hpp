@@ -51,6 +51,8 @@ class PgResult {
   std::int64_t Int(int row, int col) const;
   double Double(int row, int col) const;
   bool Bool(int row, int col) const { return Text(row, col) == "t"; }
+  // The column's type (pg_type.oid: 16 boolean, 701 double precision, ...).
+  Oid TypeOid(int col) const { return PQftype(r_, col); }
   std::optional<std::int64_t> OptInt(int row, int col) const {
     if (IsNull(row, col)) return std::nullopt;
     return Int(row, col);

@@ -6,7 +6,7 @@
 #include <functional>
 #include <span>
 #include <bit>
-#include <cstring>
+#include <optional>
 #include <limits>
 #include <map>
 #include <set>
@@ -27,32 +27,80 @@ namespace {
 
 using sqlite::Db;
 
-// The metadata tables, in foreign-key order, with the columns both schemas share.
-struct TableSpec {
-  const char* name;
-  const char* columns;
-  bool has_id;  // ordered and resumed by `id`; otherwise copied whole
-};
-constexpr TableSpec kTables[] = {
+// Every column of every table, the same in both schemas (pg_copy_test.cpp checks both).
+constexpr CopiedTable kTables[] = {
     {"organizations", "id, name, time_zone, tier, created_at", true},
     {"sites", "id, org_id, name, created_at, auto_register", true},
-    {"devices", "id, org_id, site_id, name, serial, decommissioned_at, created_at", true},
-    {"users", "id, org_id, email, role, created_at", true},
+    {"devices",
+     "id, org_id, site_id, name, serial, decommissioned_at, created_at, target_min, target_max, "
+     "expected_interval_s, medicine_storage, calibration_date, calibration_due",
+     true},
+    {"users", "id, org_id, email, role, created_at, removed_at", true},
     {"tokens",
      "id, public_id, kind, org_id, device_id, site_id, user_id, role, secret_hash, label, "
      "created_at, expires_at, last_used_at",
      true},
     {"retention_overrides", "org_id, data_class, unit, amount", false},
     {"series", "id, device_id, metric, unit", true},
-    {"alert_events", "id, org_id, alert_id, device_id, kind, at, actor, note, details", true},
-    {"api_requests", "id, at, org_id, principal, method, route, status, duration_us, client, request_id",
+    {"alert_rules", "id, org_id, name, definition, created_at, updated_at", true},
+    {"alert_rule_state", "rule_id, device_id, org_id, state, updated_at", false},
+    {"alerts",
+     "id, org_id, rule_id, rule_name, device_id, kind, metric, severity, state, late, started_at, "
+     "fired_at, raised_at, trigger_value, peak_value, peak_at, out_of_range_ms, escalation_level, "
+     "acknowledged_at, acknowledged_by, ack_note, resolved_at, resolved_by, resolve_note",
      true},
+    {"alert_events", "id, org_id, alert_id, device_id, kind, at, actor, note, details", true},
+    {"notification_channels", "id, org_id, kind, name, target, secret, enabled, created_at", true},
+    {"notification_outbox",
+     "id, org_id, channel_id, channel_kind, recipient, subject, text_body, html_body, "
+     "payload_json, idempotency_key, alert_id, event_id, created_at, next_attempt_at, attempts, "
+     "state, last_error, done_at",
+     true},
+    {"notification_attempts",
+     "id, outbox_id, org_id, at, channel_kind, recipient, status, provider_code, latency_ms, detail",
+     true},
+    {"magic_links",
+     "id, token_hash, email, purpose, org_id, detail, client, created_at, expires_at, used_at", true},
+    {"sessions",
+     "id, id_hash, email, org_id, client, created_at, last_seen_at, expires_at, ended_at", true},
+    {"audit_events",
+     "id, org_id, at, actor, via, client, action, target, old_value, new_value", true},
+    {"api_requests",
+     "id, at, org_id, principal, method, route, status, duration_us, client, request_id", true},
 };
-constexpr std::int64_t kMetadataChunk = 5'000;
 
-// An order-free checksum of a series' readings: equal sets give equal sums.
-std::uint64_t ReadingHash(TimestampMs ts, double value) {
-  std::uint64_t x = static_cast<std::uint64_t>(ts) * 0x9E3779B97F4A7C15ull ^ std::bit_cast<std::uint64_t>(value);
+constexpr NotCopiedAsIs kNotCopiedAsIs[] = {
+    {"chunks", "",
+     "the SQLite store's compressed readings: decoded into rows of `readings` (and back), "
+     "checked per device"},
+    {"rollups", "",
+     "runs of rollup buckets: decoded into one row per bucket (and back), counted"},
+    {"reading_log", "",
+     "recent readings not yet compacted: the copy compacts the source first, which empties it"},
+    {"series", "chunk_max_ts", "the newest compacted reading of the series, rewritten with the chunks"},
+};
+
+int ColumnCount(const CopiedTable& t) {
+  return static_cast<int>(std::count(t.columns.begin(), t.columns.end(), ',')) + 1;
+}
+
+// A value the way both sides write it, for COPY and for checksums: integers and text as they
+// are; a double in its shortest exact form (SQLite's text of a REAL keeps 15 digits only); a
+// boolean as 1/0 (SQLite has none). The caller checks for NULL.
+std::string SqliteValue(const sqlite::Stmt& s, int c) {
+  return s.IsReal(c) ? fmt::format("{}", s.Double(c)) : s.Text(c);
+}
+constexpr Oid kBoolOid = 16, kFloat4Oid = 700, kFloat8Oid = 701;
+std::string PgValue(const PgResult& r, int row, int c) {
+  switch (r.TypeOid(c)) {
+    case kBoolOid: return r.Bool(row, c) ? "1" : "0";
+    case kFloat4Oid:
+    case kFloat8Oid: return fmt::format("{}", r.Double(row, c));
+    default: return std::string(r.Text(row, c));
+  }
+}
+
+std::uint64_t Mix(std::uint64_t x) {
   x ^= x >> 30;
   x *= 0xBF58476D1CE4E5B9ull;
   x ^= x >> 27;
@@ -60,18 +108,51 @@ std::uint64_t ReadingHash(TimestampMs ts, double value) {
   return x ^ (x >> 31);
 }
 
-struct SeriesSum {
+std::uint64_t ReadingHash(TimestampMs ts, double value) {
+  return Mix(static_cast<std::uint64_t>(ts) * 0x9E3779B97F4A7C15ull ^ std::bit_cast<std::uint64_t>(value));
+}
+
+// A row's values, NULL or as SqliteValue/PgValue write them, each length-prefixed.
+void AppendField(std::string* row, const std::optional<std::string>& value) {
+  if (!value) {
+    *row += '-';
+    return;
+  }
+  fmt::format_to(std::back_inserter(*row), "{}:", value->size());
+  *row += *value;
+}
+
+std::uint64_t RowHash(std::string_view row) {
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
+  for (unsigned char c : row) h = (h ^ c) * 0x100000001b3ull;
+  return Mix(h);
+}
+
+// An order-free checksum of a set of rows or readings: equal sets give equal sums.
+struct Checksum {
   std::int64_t count = 0;
   std::uint64_t hash = 0;
-  bool operator==(const SeriesSum&) const = default;
+  void Add(std::uint64_t h) {
+    ++count;
+    hash += h;
+  }
+  bool operator==(const Checksum&) const = default;
 };
 
 class Copier {
  public:
   Copier(const CopyOptions& o, Db* src, Conn* dst) : o_(o), src_(src), dst_(dst) {}
 
-  void Progress(const std::string& phase, std::int64_t done, std::int64_t total) {
-    if (o_.progress) o_.progress({phase, done, total});
+  void Progress(std::string_view phase, std::int64_t done, std::int64_t total) {
+    if (o_.progress) o_.progress({std::string(phase), done, total});
+  }
+
+  // The next chunk_rows rows of a table after id `after` (a number or a parameter), or the whole
+  // table when it has no id.
+  std::string PageSql(const CopiedTable& t, std::string_view after) const {
+    return t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>{} ORDER BY id LIMIT {}", t.columns, t.name,
+                                  after, o_.chunk_rows)
+                    : fmt::format("SELECT {} FROM {}", t.columns, t.name);
   }
 
   Result<std::int64_t> SourceCount(const std::string& sql) {
@@ -84,8 +165,8 @@ class Copier {
     return r.IsNull(0, 0) ? 0 : r.Int(0, 0);
   }
 
-  Status CopyTable(const TableSpec& t) {
-    const int ncols = static_cast<int>(std::count(t.columns, t.columns + std::strlen(t.columns), ',')) + 1;
+  Status CopyTable(const CopiedTable& t) {
+    const int ncols = ColumnCount(t);
     OS_RETURN_IF_ERROR(dst_->Exec(fmt::format(
         "CREATE TEMP TABLE IF NOT EXISTS copy_{0} AS SELECT {1} FROM {0} LIMIT 0", t.name, t.columns)));
     OS_ASSIGN_OR_RETURN(std::int64_t total, SourceCount(fmt::format("SELECT count(*) FROM {}", t.name)));
@@ -99,9 +180,7 @@ class Copier {
     }
     Progress(t.name, done, total);
     while (true) {
-      std::string sql = t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>{} ORDER BY id LIMIT {}",
-                                               t.columns, t.name, after, kMetadataChunk)
-                                 : fmt::format("SELECT {} FROM {}", t.columns, t.name);
+      const std::string sql = PageSql(t, std::to_string(after));
       OS_ASSIGN_OR_RETURN(sqlite::Stmt s, src_->PrepareOnce(sql));
       std::string data;
       std::int64_t rows = 0;
@@ -111,7 +190,7 @@ class Copier {
         for (int c = 0; c < ncols; ++c) {
           if (c > 0) data += '\t';
           if (s.IsNull(c)) data += "\\N";
-          else AppendCopyText(&data, s.Text(c));
+          else AppendCopyText(&data, SqliteValue(s, c));
         }
         data += '\n';
         if (t.has_id) after = s.Int(0);
@@ -133,12 +212,13 @@ class Copier {
       }
       done += rows;
       Progress(t.name, done, total);
-      if (!t.has_id || rows < kMetadataChunk) break;
+      if (!t.has_id || rows < o_.chunk_rows) break;
     }
     if (t.has_id) {
       // New rows made in PostgreSQL later get ids after the copied ones.
       OS_RETURN_IF_ERROR(dst_->Exec(fmt::format(
-          "SELECT setval(pg_get_serial_sequence('{0}', 'id'), greatest((SELECT max(id) FROM {0}), 1))",
+          "SELECT setval(pg_get_serial_sequence('{0}', 'id'), coalesce((SELECT max(id) FROM {0}), 0) + 1, "
+          "false)",
           t.name)));
     }
     return Ok();
@@ -268,7 +348,7 @@ class Copier {
 
   // ---- PostgreSQL -> SQLite ----------------------------------------------------------------
 
-  Status SqliteTxn(const std::function<Status()>& body, const char* what) {
+  Status SqliteTxn(const std::function<Status()>& body, std::string_view what) {
     OS_RETURN_IF_ERROR(src_->Exec("BEGIN IMMEDIATE"));
     Status st = body();
     if (st) st = src_->Exec("COMMIT");
@@ -279,9 +359,8 @@ class Copier {
     return Ok();
   }
 
-  Status CopyTableToSqlite(const TableSpec& t) {
-    const std::string cols = t.columns;
-    const int ncols = static_cast<int>(std::count(cols.begin(), cols.end(), ',')) + 1;
+  Status CopyTableToSqlite(const CopiedTable& t) {
+    const int ncols = ColumnCount(t);
     OS_ASSIGN_OR_RETURN(std::int64_t total, TargetCount(fmt::format("SELECT count(*) FROM {}", t.name)));
     std::int64_t after = 0, done = 0;
     if (t.has_id) {
@@ -290,15 +369,8 @@ class Copier {
     }
     std::string marks;
     for (int c = 0; c < ncols; ++c) marks += c == 0 ? "?" : ",?";
-    const std::string insert = fmt::format("INSERT OR IGNORE INTO {}({}) VALUES({})", t.name, cols, marks);
-    // Booleans come back from PostgreSQL as t/f; SQLite keeps 1/0 (sites.auto_register).
-    int bool_col = -1;
-    if (auto at = cols.find("auto_register"); at != std::string::npos) {
-      bool_col = static_cast<int>(std::count(cols.begin(), cols.begin() + static_cast<std::ptrdiff_t>(at), ','));
-    }
-    const std::string select =
-        t.has_id ? fmt::format("SELECT {} FROM {} WHERE id>$1 ORDER BY id LIMIT {}", cols, t.name, kMetadataChunk)
-                 : fmt::format("SELECT {} FROM {}", cols, t.name);
+    const std::string insert = fmt::format("INSERT OR IGNORE INTO {}({}) VALUES({})", t.name, t.columns, marks);
+    const std::string select = PageSql(t, "$1");
     Progress(t.name, done, total);
     while (true) {
       OS_ASSIGN_OR_RETURN(PgResult r, t.has_id ? dst_->Exec(select, {P(after)}) : dst_->Exec(select));
@@ -307,10 +379,13 @@ class Copier {
         OS_ASSIGN_OR_RETURN(sqlite::Stmt ins, src_->PrepareOnce(insert));
         for (int i = 0; i < r.Rows(); ++i) {
           for (int c = 0; c < ncols; ++c) {
+            // Booleans come back as t/f (SQLite keeps 1/0); doubles are bound exactly.
             if (r.IsNull(i, c)) {
               ins.BindNull(c + 1);
-            } else if (c == bool_col) {
+            } else if (r.TypeOid(c) == kBoolOid) {
               ins.Bind(c + 1, static_cast<std::int64_t>(r.Bool(i, c)));
+            } else if (r.TypeOid(c) == kFloat4Oid || r.TypeOid(c) == kFloat8Oid) {
+              ins.Bind(c + 1, r.Double(i, c));
             } else {
               ins.Bind(c + 1, r.Text(i, c));
             }
@@ -323,7 +398,7 @@ class Copier {
       if (t.has_id) after = r.Int(r.Rows() - 1, 0);
       done += r.Rows();
       Progress(t.name, done, total);
-      if (!t.has_id || r.Rows() < kMetadataChunk) break;
+      if (!t.has_id || r.Rows() < o_.chunk_rows) break;
     }
     return Ok();
   }
@@ -457,25 +532,55 @@ class Copier {
     return out;
   }
 
+  Result<Checksum> SourceTableChecksum(const CopiedTable& t) {
+    const int ncols = ColumnCount(t);
+    OS_ASSIGN_OR_RETURN(sqlite::Stmt s, src_->PrepareOnce(fmt::format("SELECT {} FROM {}", t.columns, t.name)));
+    Checksum sum;
+    std::string row;
+    while (true) {
+      OS_ASSIGN_OR_RETURN(bool more, s.Step());
+      if (!more) break;
+      row.clear();
+      for (int c = 0; c < ncols; ++c) {
+        AppendField(&row, s.IsNull(c) ? std::nullopt : std::optional(SqliteValue(s, c)));
+      }
+      sum.Add(RowHash(row));
+    }
+    return sum;
+  }
+
+  Result<Checksum> TargetTableChecksum(const CopiedTable& t) {
+    const int ncols = ColumnCount(t);
+    // In pages by id: libpq holds a whole result in memory.
+    const std::string select = PageSql(t, "$1");
+    Checksum sum;
+    std::string row;
+    std::int64_t after = 0;  // ids start at 1
+    while (true) {
+      OS_ASSIGN_OR_RETURN(PgResult r, t.has_id ? dst_->Exec(select, {P(after)}) : dst_->Exec(select));
+      for (int i = 0; i < r.Rows(); ++i) {
+        row.clear();
+        for (int c = 0; c < ncols; ++c) {
+          AppendField(&row, r.IsNull(i, c) ? std::nullopt : std::optional(PgValue(r, i, c)));
+        }
+        sum.Add(RowHash(row));
+      }
+      if (!t.has_id || r.Rows() < o_.chunk_rows) break;
+      after = r.Int(r.Rows() - 1, 0);
+    }
+    return sum;
+  }
+
   Status Verify(CopyReport* report) {
     report->tables.clear();
     report->mismatched_devices.clear();
     bool ok = true;
-    for (const TableSpec& t : kTables) {
-      TableCheck c{t.name, 0, 0};
-      OS_ASSIGN_OR_RETURN(c.source, SourceCount(fmt::format("SELECT count(*) FROM {}", t.name)));
-      OS_ASSIGN_OR_RETURN(c.target, TargetCount(fmt::format("SELECT count(*) FROM {}", t.name)));
-      ok = ok && c.source == c.target;
-      report->tables.push_back(c);
+    for (const CopiedTable& t : kTables) {
+      OS_ASSIGN_OR_RETURN(Checksum a, SourceTableChecksum(t));
+      OS_ASSIGN_OR_RETURN(Checksum b, TargetTableChecksum(t));
+      report->tables.push_back({std::string(t.name), a.count, b.count, a.hash == b.hash});
+      ok = ok && a == b;
     }
-    TableCheck readings{"readings", 0, 0}, rollups{"rollups", 0, 0};
-    OS_ASSIGN_OR_RETURN(readings.source, SourceCount("SELECT coalesce(sum(count), 0) FROM chunks"));
-    OS_ASSIGN_OR_RETURN(readings.target, TargetCount("SELECT count(*) FROM readings"));
-    OS_ASSIGN_OR_RETURN(rollups.source, SourceCount("SELECT coalesce(sum(buckets), 0) FROM rollups"));
-    OS_ASSIGN_OR_RETURN(rollups.target, TargetCount("SELECT count(*) FROM rollups"));
-    ok = ok && readings.source == readings.target && rollups.source == rollups.target;
-    report->tables.push_back(readings);
-    report->tables.push_back(rollups);
     // Per device: the count and an order-free checksum of every reading, on both sides.
     OS_ASSIGN_OR_RETURN(sqlite::Stmt s, src_->PrepareOnce("SELECT id, device_id FROM series ORDER BY id"));
     std::vector<std::pair<std::int64_t, DeviceId>> series;
@@ -488,20 +593,22 @@ class Copier {
     std::int64_t n = 0;
     for (auto [sid, device] : series) {
       OS_ASSIGN_OR_RETURN(std::vector<Sample> src, SourceReadings(sid, std::numeric_limits<TimestampMs>::min()));
-      SeriesSum a, b;
-      for (const Sample& x : src) {
-        ++a.count;
-        a.hash += ReadingHash(x.ts, x.value);
-      }
+      Checksum a, b;
+      for (const Sample& x : src) a.Add(ReadingHash(x.ts, x.value));
       OS_ASSIGN_OR_RETURN(PgResult r, dst_->Exec("SELECT ts, value FROM readings WHERE series_id=$1", {P(sid)}));
-      for (int i = 0; i < r.Rows(); ++i) {
-        ++b.count;
-        b.hash += ReadingHash(r.Int(i, 0), r.Double(i, 1));
-      }
+      for (int i = 0; i < r.Rows(); ++i) b.Add(ReadingHash(r.Int(i, 0), r.Double(i, 1)));
       if (!(a == b)) bad.insert(device);
       Progress("verify", ++n, static_cast<std::int64_t>(series.size()));
     }
     report->mismatched_devices.assign(bad.begin(), bad.end());
+    TableCheck readings{"readings", 0, 0, bad.empty()}, rollups{"rollups", 0, 0};
+    OS_ASSIGN_OR_RETURN(readings.source, SourceCount("SELECT coalesce(sum(count), 0) FROM chunks"));
+    OS_ASSIGN_OR_RETURN(readings.target, TargetCount("SELECT count(*) FROM readings"));
+    OS_ASSIGN_OR_RETURN(rollups.source, SourceCount("SELECT coalesce(sum(buckets), 0) FROM rollups"));
+    OS_ASSIGN_OR_RETURN(rollups.target, TargetCount("SELECT count(*) FROM rollups"));
+    ok = ok && readings.source == readings.target && rollups.source == rollups.target;
+    report->tables.push_back(readings);
+    report->tables.push_back(rollups);
     report->verified = ok && bad.empty();
     return Ok();
   }
@@ -539,7 +646,7 @@ Result<CopyReport> CopyToSqlite(const CopyOptions& options) {
   Copier copier(options, sqlite_db.get(), pg.get());
   CopyReport report;
   if (!options.verify_only) {
-    for (const TableSpec& t : kTables) OS_RETURN_IF_ERROR(copier.CopyTableToSqlite(t));
+    for (const CopiedTable& t : kTables) OS_RETURN_IF_ERROR(copier.CopyTableToSqlite(t));
     OS_ASSIGN_OR_RETURN(report.readings_copied, copier.CopyReadingsToSqlite());
     OS_RETURN_IF_ERROR(copier.CopyRollupsToSqlite());
   }
@@ -547,6 +654,9 @@ Result<CopyReport> CopyToSqlite(const CopyOptions& options) {
   (*target)->Close();
   return report;
 }
+
+std::span<const CopiedTable> CopiedTables() { return kTables; }
+std::span<const NotCopiedAsIs> ColumnsNotCopiedAsIs() { return kNotCopiedAsIs; }
 
 Result<CopyReport> CopyStore(const CopyOptions& options) {
   constexpr std::string_view kSqlite = "sqlite://";
@@ -588,7 +698,7 @@ Result<CopyReport> CopyStore(const CopyOptions& options) {
   Copier copier(options, src.get(), dst.get());
   CopyReport report;
   if (!options.verify_only) {
-    for (const TableSpec& t : kTables) OS_RETURN_IF_ERROR(copier.CopyTable(t));
+    for (const CopiedTable& t : kTables) OS_RETURN_IF_ERROR(copier.CopyTable(t));
     OS_ASSIGN_OR_RETURN(report.readings_copied, copier.CopyReadings());
     OS_RETURN_IF_ERROR(copier.CopyRollups());
   }

@@ -85,6 +85,7 @@ std::string_view Stmt::Blob(int col) const {
   return p == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(p), n);
 }
 bool Stmt::IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+bool Stmt::IsReal(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_FLOAT; }
 
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool create, int busy_timeout_ms) {
   sqlite3* raw = nullptr;

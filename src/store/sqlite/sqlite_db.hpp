@@ -45,6 +45,8 @@ class Stmt {
   std::string Text(int col) const;
   std::string_view Blob(int col) const;  // valid until the next Step/Reset
   bool IsNull(int col) const;
+  // A REAL value: Text() would print it with 15 significant digits only; Double() is exact.
+  bool IsReal(int col) const;
 
   sqlite3_stmt* raw() const { return stmt_; }
 
