@@ -906,6 +906,11 @@ std::vector<std::pair<std::string, std::string>> SecurityHeaders() {
 
 const std::vector<RouteInfo>& Api::routes() const { return impl_->routes; }
 
+void Api::SetPublicUrl(std::string url) {
+  impl_->options.login.public_url = url;
+  impl_->people_service->SetPublicUrl(std::move(url));
+}
+
 http::Router Api::BuildRouter() {
   Impl* m = impl_.get();
   m->routes.clear();

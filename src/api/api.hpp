@@ -78,6 +78,10 @@ class Api {
   // The router with every route registered.
   http::Router BuildRouter();
   const std::vector<RouteInfo>& routes() const;
+  // The address people reach the API at (login links, cookie security, the Origin check), when
+  // it is known only once the server is bound (port 0). Call before requests are served
+  // (http::ServerOptions::on_listening).
+  void SetPublicUrl(std::string url);
   // For ServerOptions::on_complete: request log and HTTP metrics.
   void OnComplete(const http::Request& req, const std::string& route, int status,
                   std::chrono::microseconds duration);

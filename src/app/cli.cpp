@@ -45,6 +45,7 @@
 #include "notify/transport.hpp"
 #include "ops/scheduler.hpp"
 #include "store/store.hpp"
+#include "web/dashboard.hpp"
 
 extern char** environ;
 
@@ -322,7 +323,13 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
                                std::chrono::microseconds duration) {
       api.OnComplete(req, route, status, duration);
     };
-    server = Check(http::Server::Start(hopts, api.BuildRouter()));
+    // Port 0 without a public_url: sign-in links and the Origin check name the bound port.
+    hopts.on_listening = [&api, &cfg](const std::string& address) {
+      if (cfg.public_url.empty()) api.SetPublicUrl("http://" + address);
+    };
+    http::Router router = api.BuildRouter();
+    web::Dashboard::Install(router);  // the dashboard at / (src/web), for paths no route matches
+    server = Check(http::Server::Start(hopts, std::move(router)));
     spdlog::info("HTTP API listening on http://{}", server->address());
   }
 
@@ -388,7 +395,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
                  kDemoOrgName, demo.org, demo.devices.size(), demo.created ? "" : " (reused)");
     if (demo.created) {
       // The demo's owner token is printed once, so a newcomer can query the API at once.
-      auto owner = store->CreateUser(demo.org, "demo@localhost", Role::kOwner);
+      auto owner = store->CreateUser(demo.org, kDemoOwnerEmail, Role::kOwner);
       auto token = owner ? tokens.IssueUserToken(demo.org, owner->id, Role::kOwner, "demo")
                          : Result<auth::IssuedToken>(tl::unexpected(owner.error()));
       if (token) {
