@@ -26,6 +26,8 @@ class AlertService;
 
 namespace opensense::api {
 
+class EventHub;
+
 struct ApiOptions {
   // Requests per second and burst a device (or gateway) token may spend on ingest; beyond
   // that 429 with Retry-After.
@@ -50,6 +52,10 @@ struct ApiOptions {
   people::LoginOptions login;
   // Where magic-link and invitation mail is queued (not owned); null: the log (LoggingMailQueue).
   MailQueue* mail = nullptr;
+  // The live updates of GET /api/v1/events (api/events.hpp; not owned), fed by the caller (the
+  // store's commit listener, the alert service); null: the Api makes its own, fed by the store
+  // only (no alert events).
+  EventHub* events = nullptr;
 };
 
 // One route of the API table (also what docs/api.md must list).

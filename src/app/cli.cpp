@@ -32,6 +32,7 @@
 #include "app/secrets_file.hpp"
 #include "app/systemd_notify.hpp"
 #include "api/api.hpp"
+#include "api/events.hpp"
 #include "api/http/server.hpp"
 #include "app/simulate.hpp"
 #include "app/store_copy.hpp"
@@ -301,6 +302,11 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   api_options.mail = &mail_queue;
   // Alerts (src/alerts): every commit's readings are judged as they are stored; the scheduler's
   // alert job judges time (offline, delays running out, escalation, reminders).
+  // Live updates for the dashboard (GET /api/v1/events): committed readings from the store,
+  // alert changes from the alert service (api/events.hpp).
+  api::EventHub events;
+  events.Attach(store.get());
+  api_options.events = &events;
   std::unique_ptr<alerts::AlertService> alert_service;
   if (alerts_role) {
     alerts::AlertServiceOptions ao;
@@ -308,6 +314,9 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     ao.public_url = cfg.public_url;
     ao.metrics = &metrics;
     ao.outbox_written = notify_wake;
+    ao.alert_changed = [&events](OrgId org, const store::AlertRecord& alert, std::string_view event) {
+      events.OnAlertChanged(org, alert, event);
+    };
     alert_service = std::make_unique<alerts::AlertService>(store.get(), ao);
     Check(alert_service->Start());
     api_options.alerts = alert_service.get();
@@ -455,6 +464,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (scheduler) scheduler->Stop();
   if (alert_service) alert_service->Stop();  // judges what is still queued
   dispatcher->Stop();  // an in-flight request finishes or times out first
+  events.Detach();
   store->Close();
   spdlog::info("stopped cleanly");
   return 0;
