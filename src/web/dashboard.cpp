@@ -39,10 +39,9 @@ std::string Etag(std::string_view body) {
 
 bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
+// The API's 404 (its default headers, CSP included, apply).
 http::Response NotFound(const http::Request& req) {
-  http::Response r = http::Response::Error(404, "not_found", "no such resource: " + req.path);
-  r.SetHeader("Content-Security-Policy", std::string(kContentSecurityPolicy));
-  return r;
+  return http::Response::Error(404, "not_found", "no such resource: " + req.path);
 }
 
 }  // namespace

@@ -159,7 +159,10 @@ export function DevicePage({ id, role, search }: { id: number; role: Role; searc
         if (mine.length === 0) return;
         setLatest((l) => {
           const metrics = (l?.metrics ?? []).filter((m) => !mine.some((r) => r.metric === m.metric));
-          for (const r of mine) metrics.push({ metric: r.metric, unit: r.unit, t: r.t, v: r.v });
+          for (const r of mine) {
+            const before = l?.metrics.find((m) => m.metric === r.metric);
+            metrics.push({ metric: r.metric, unit: r.unit || before?.unit || '', t: r.t, v: r.v });
+          }
           return { device: id, metrics, last_seen: Math.max(l?.last_seen ?? 0, ...mine.map((r) => r.t)) };
         });
       },

@@ -54,8 +54,11 @@ export function Overview() {
           const latest = new Map(d.latest);
           for (const r of readings) {
             const l = latest.get(r.device) ?? { device: r.device, metrics: [], last_seen: null };
+            if (l.metrics.some((m) => m.metric === r.metric && m.t > r.t)) continue;  // a late reading
+            const before = l.metrics.find((m) => m.metric === r.metric);
             const metrics = l.metrics.filter((m) => m.metric !== r.metric);
-            metrics.push({ metric: r.metric, unit: r.unit, t: r.t, v: r.v });
+            // A reading posted without a unit is stored with the series' unit: keep the one known.
+            metrics.push({ metric: r.metric, unit: r.unit || before?.unit || '', t: r.t, v: r.v });
             latest.set(r.device, { ...l, metrics, last_seen: Math.max(l.last_seen ?? 0, r.t) });
           }
           setNow(Date.now());
@@ -123,7 +126,7 @@ export function Overview() {
                       <Badge status={s.status} why={s.why} />
                     </div>
                     <div class="tile-value" data-testid="tile-value">
-                      {value(t?.v, t?.unit ?? 'Cel')}
+                      {value(t?.v, t?.unit || 'Cel')}
                     </div>
                     <div class="tile-meta">
                       {h && <span>{value(h.v, h.unit, 0)}</span>}
