@@ -233,6 +233,82 @@ try {
     await page.getByRole('button', { name: 'Copy' }).waitFor();
   });
 
+  await step('create and edit a rule', async () => {
+    await page.goto(base + '/rules');
+    await page.getByRole('button', { name: 'New rule' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('E2E fridge above 9 °C');
+    await page.getByLabel('Watches').selectOption(`device:${probe.id}`);
+    await page.getByLabel('Above', { exact: true }).fill('9');
+    await page.getByLabel('Delay (minutes out of range before it fires)').fill('5');
+    await page.getByRole('button', { name: 'Save rule' }).click();
+    await page.getByText('Rule "E2E fridge above 9 °C" created.').waitFor();
+    const row = page.getByRole('row', { name: /E2E fridge above 9 °C/ });
+    await row.getByText('temperature above 9, after 5 min').waitFor();
+    await row.getByRole('button', { name: 'Edit' }).click();
+    await page.getByLabel('Above', { exact: true }).fill('10');
+    await page.getByRole('button', { name: 'Save rule' }).click();
+    await page.getByText('Rule "E2E fridge above 9 °C" saved.').waitFor();
+    await row.getByText('temperature above 10, after 5 min').waitFor();
+  });
+
+  await step('create a channel and send a test message', async () => {
+    await page.goto(base + '/channels');
+    await page.getByLabel('Name', { exact: true }).fill('E2E kitchen staff');
+    await page.getByLabel('Target', { exact: true }).fill('staff@opensense.localhost');
+    await page.getByRole('button', { name: 'Create channel' }).click();
+    await page.getByText('Channel created.').waitFor();
+    const row = page.getByRole('row', { name: /E2E kitchen staff/ });
+    await row.getByRole('button', { name: 'Send test message' }).click();
+    await page.getByText('Test message queued for E2E kitchen staff.').waitFor();
+  });
+
+  await step('reports: the download links answer', async () => {
+    await page.goto(base + '/reports');
+    const link = page.getByRole('link', { name: 'Daily table (CSV)' });
+    await link.waitFor();
+    await page.getByRole('link', { name: 'Compliance report (PDF)' }).waitFor();
+    const res = await desktop.request.get(base + (await link.getAttribute('href')));
+    assert.equal(res.status(), 200, await res.text());
+    assert.match(res.headers()['content-type'], /text\/csv/);
+  });
+
+  await step('settings: an API token shown once, revoked; the audit trail', async () => {
+    await page.goto(base + '/settings');
+    await page.getByLabel('Label', { exact: true }).fill('e2e script');
+    await page.getByRole('button', { name: 'Create API token' }).click();
+    assert.match(await page.locator('input.secret').inputValue(), /^osk_/);
+    const row = page.getByRole('region', { name: 'Your API tokens' }).getByRole('row', { name: /e2e script/ });
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await page.getByText('Token revoked.').waitFor();
+    await row.getByText('revoked or expired').waitFor();
+    await page.getByRole('region', { name: 'Audit trail' }).getByText('alert.ack').first().waitFor();
+  });
+
+  await step('keyboard: the skip link comes first and moves focus to the content', async () => {
+    await page.goto(base + '/');
+    await page.getByTestId('device-tile').first().waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'main');
+    await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => document.activeElement?.closest('[data-testid=device-tile], .open-alerts') !== null);
+    assert.ok(focused, 'after the skip link, Tab reaches the page content');
+  });
+
+  await step('200 % zoom: no sideways scrolling', async () => {
+    const zoomed = await browser.newContext({ viewport: { width: 640, height: 450 }, deviceScaleFactor: 2, storageState: await desktop.storageState() });
+    const p = await zoomed.newPage();
+    watch(p, 'zoom');
+    for (const url of ['/', `/devices/${probe.id}`, `/alerts/${alertId}`, '/rules', '/settings']) {
+      await p.goto(base + url);
+      await p.locator('main h1').first().waitFor();
+      const width = await p.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 640, `${url} fits 640 CSS px, i.e. 1280 px at 200 % (scroll width ${width})`);
+    }
+    await zoomed.close();
+  });
+
   await step('phone width (360 px): overview, device, alerts', async () => {
     const phone = await browser.newContext({ viewport: { width: 360, height: 740 }, storageState: await desktop.storageState(), isMobile: true, hasTouch: true });
     const p = await phone.newPage();
