@@ -84,6 +84,8 @@ function watch(page, who) {
   page.on('pageerror', (e) => problems.push(`${who}: page error: ${e.message}`));
   page.on('requestfailed', (r) => {
     if (r.url().endsWith('/api/v1/events')) return;  // the stream ends when the page goes
+    // A GET still running when the test navigates on is cancelled by the browser, not failed.
+    if (r.method() === 'GET' && r.failure()?.errorText === 'net::ERR_ABORTED' && r.url().includes('/api/')) return;
     problems.push(`${who}: request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on('response', (r) => {
@@ -321,8 +323,10 @@ try {
     await p.goto(`${base}/devices/${probe.id}`);
     await p.locator('.chart canvas').waitFor();
     await p.screenshot({ path: path.join(artifacts, 'device-phone.png'), fullPage: true });
+    const past = p.waitForResponse((r) => r.url().includes('/api/v1/alerts?state=resolved'));
     await p.goto(`${base}/alerts?tab=past`);
     await p.getByRole('heading', { name: 'Alerts' }).waitFor();
+    await past;
     await p.goto(`${base}/alerts`);
     await p.getByTestId('alerts-table').waitFor();
     await p.screenshot({ path: path.join(artifacts, 'alerts-phone.png'), fullPage: true });
