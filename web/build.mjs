@@ -50,7 +50,9 @@ const result = await esbuild.build({
   target: ['es2020', 'chrome100', 'firefox100', 'safari15'],
   outdir: path.join(dist, 'assets'),
   entryNames: '[name]-[hash]',
+  chunkNames: '[name]-[hash]',
   assetNames: '[name]-[hash]',
+  splitting: true,
   jsx: 'automatic',
   jsxImportSource: 'preact',
   loader: { '.svg': 'file' },
@@ -67,6 +69,13 @@ fs.writeFileSync(path.join(dist, 'assets', faviconName), favicon);
 
 const outputs = Object.keys(result.metafile.outputs).map((p) => path.basename(p));
 const js = outputs.find((f) => f.startsWith('main-') && f.endsWith('.js'));
+// Chunks loaded on demand (the device page with uPlot) must not carry CSS of their own: nothing
+// would load it. Their styles are imported by main.tsx.
+const strayCss = outputs.filter((f) => f.endsWith('.css') && !f.startsWith('main-'));
+if (strayCss.length > 0) {
+  console.error('web: CSS in a lazily loaded chunk (import it from main.tsx instead): ' + strayCss.join(', '));
+  process.exit(1);
+}
 const css = outputs.find((f) => f.startsWith('main-') && f.endsWith('.css'));
 if (!js || !css) {
   console.error('web: esbuild produced no main js/css: ' + outputs.join(', '));
@@ -76,6 +85,15 @@ const template = fs.readFileSync(path.join(here, 'index.html'), 'utf8');
 const html = template
   .replace('{{CSS}}', `/assets/${css}`)
   .replace('{{JS}}', `/assets/${js}`)
+  .replace(
+    '{{PRELOAD}}',
+    // The chunks main imports statically: fetched at once rather than after main is parsed.
+    Object.entries(result.metafile.outputs)
+      .filter(([p]) => path.basename(p) === js)
+      .flatMap(([, o]) => o.imports.filter((i) => i.kind === 'import-statement'))
+      .map((i) => `<link rel="modulepreload" href="/assets/${path.basename(i.path)}">`)
+      .join('\n'),
+  )
   .replace('{{FAVICON}}', `/assets/${faviconName}`);
 fs.writeFileSync(path.join(dist, 'index.html'), html);
 

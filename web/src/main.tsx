@@ -1,19 +1,33 @@
 // The dashboard's shell: the session, the navigation and the pages.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import type { ComponentProps, FunctionComponent } from 'preact';
+// uPlot's styles load with the page; uPlot itself only with the device page (a separate chunk).
+import 'uplot/dist/uPlot.min.css';
 import './styles.css';
 import { ApiError, atLeast, get, post, setCsrf, setSignedOutHandler, type Session } from './api';
 import { Loading, Notice } from './components';
 import { onLiveStatus, startLive, stopLive, liveStatus } from './live';
 import { useLocation } from './router';
 import { AlertDetail, AlertList } from './pages/Alerts';
-import { DevicePage } from './pages/Device';
 import { Login } from './pages/Login';
 import { Overview } from './pages/Overview';
 import { Rules } from './pages/Rules';
 import { Channels } from './pages/Channels';
 import { Reports } from './pages/Reports';
 import { Settings } from './pages/Settings';
+
+type DeviceProps = ComponentProps<typeof import('./pages/Device').DevicePage>;
+// The device page (and uPlot with it) is loaded when first opened, so the overview loads less.
+function LazyDevicePage(props: DeviceProps) {
+  const [Page, setPage] = useState<FunctionComponent<DeviceProps> | null>(null);
+  const [failed, setFailed] = useState(false);
+  useEffect(() => {
+    import('./pages/Device').then((m) => setPage(() => m.DevicePage)).catch(() => setFailed(true));
+  }, []);
+  if (failed) return <Notice kind="error">The device page could not be loaded; reload the page.</Notice>;
+  return Page ? <Page {...props} /> : <Loading />;
+}
 
 function LiveIndicator() {
   const [s, setS] = useState(liveStatus());
@@ -88,7 +102,7 @@ function App() {
   if (path === '/' || path === '/index.html') page = <Overview />;
   else if ((m = path.match(/^\/alerts\/(\d+)$/))) page = <AlertDetail id={Number(m[1])} role={session.role} />;
   else if (path === '/alerts') page = <AlertList search={search} />;
-  else if ((m = path.match(/^\/devices\/(\d+)$/))) page = <DevicePage id={Number(m[1])} role={session.role} search={search} />;
+  else if ((m = path.match(/^\/devices\/(\d+)$/))) page = <LazyDevicePage id={Number(m[1])} role={session.role} search={search} />;
   else if (path === '/rules') page = <Rules role={session.role} search={search} />;
   else if (path === '/channels') page = <Channels role={session.role} />;
   else if (path === '/reports') page = <Reports role={session.role} />;

@@ -1,10 +1,10 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
 import { ApiError, atLeast, get, post, type Alert, type Device, type Latest, type Role, type Rule, type Series, type Site } from '../api';
 import { Badge, Loading, Notice, ShownOnce } from '../components';
 import { ago, dateTime, unitLabel, value } from '../format';
 import { useLive } from '../live';
+import { describeRule } from '../rules';
 import { navigate } from '../router';
 import { deviceStatus } from '../status';
 
@@ -291,16 +291,4 @@ export function DevicePage({ id, role, search }: { id: number; role: Role; searc
       )}
     </>
   );
-}
-
-export function describeRule(r: Rule): string {
-  const parts: string[] = [r.severity];
-  if (r.kind === 'offline') parts.push(`no reading for ${r.offline_after_minutes} min`);
-  else {
-    if (r.above !== undefined) parts.push(`${r.metric} above ${r.above}`);
-    if (r.below !== undefined) parts.push(`${r.metric} below ${r.below}`);
-  }
-  if (r.delay_minutes) parts.push(`after ${r.delay_minutes} min`);
-  if (!r.enabled) parts.push('disabled');
-  return parts.join(', ');
 }

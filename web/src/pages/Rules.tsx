@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, atLeast, del, get, patch, post, type Device, type Role, type Rule, type Site } from '../api';
 import { Loading, Notice } from '../components';
-import { describeRule } from './Device';
+import { describeRule } from '../rules';
 
 const days = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 
