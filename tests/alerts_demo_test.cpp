@@ -43,7 +43,7 @@ TEST(AlertsDemo, FailingFridgeRaisesCriticalAlertAndMailWithinTwoMinutes) {
   bool mailed = false;
   while (std::chrono::steady_clock::now() < deadline && !mailed) {
     mailed = os.Log().find("Fridge above 8 °C") != std::string::npos &&
-             os.Log().find("demo@opensense.localhost") != std::string::npos;
+             os.Log().find("To: demo@opensense.localhost") != std::string::npos;
     if (!mailed) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   os.Stop();

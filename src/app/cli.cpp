@@ -417,6 +417,11 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
         spdlog::warn("demo: no owner token: {}", token.error().message);
       }
     }
+    if (server) {
+      spdlog::info("demo: the dashboard is at http://{}/ : sign in as {} (the dev mailer writes the sign-in link "
+                   "to this log)",
+                   server->address(), kDemoOwnerEmail);
+    }
     demo_thread = std::thread([&, demo, demo_options] {
       RunDemoLive(store.get(), &clock, demo_options, demo, stop);
     });
