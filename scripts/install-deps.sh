@@ -24,10 +24,18 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev sqlite3 openssl curl
   # the peers of bench/peers/run (its smoke mode is in the test suite)
   influxdb victoria-metrics
+  # the web dashboard (web/): built with Node.js + npm during the build, tested end to end in
+  # Chromium (playwright-core drives /usr/bin/chromium)
+  nodejs npm chromium
 )
 
 missing=()
 for p in "${packages[@]}"; do
+  # A Node.js from elsewhere (e.g. a nodesource nodejs, which bundles npm) is kept: Debian's npm
+  # package would conflict with it. What the build needs is the node and npm commands.
+  if [[ "$p" == nodejs || "$p" == npm ]] && command -v "${p/nodejs/node}" >/dev/null 2>&1; then
+    continue
+  fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi

@@ -43,7 +43,7 @@ TEST(AlertsDemo, FailingFridgeRaisesCriticalAlertAndMailWithinTwoMinutes) {
   bool mailed = false;
   while (std::chrono::steady_clock::now() < deadline && !mailed) {
     mailed = os.Log().find("Fridge above 8 °C") != std::string::npos &&
-             os.Log().find("demo@localhost") != std::string::npos;
+             os.Log().find("To: demo@opensense.localhost") != std::string::npos;
     if (!mailed) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   os.Stop();
@@ -53,7 +53,7 @@ TEST(AlertsDemo, FailingFridgeRaisesCriticalAlertAndMailWithinTwoMinutes) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "SELECT count(*) FROM notification_outbox WHERE alert_id = ? AND "
-                               "recipient = 'demo@localhost' AND channel_kind = 'email' AND channel_id IS NULL",
+                               "recipient = 'demo@opensense.localhost' AND channel_kind = 'email' AND channel_id IS NULL",
                                -1, &st, nullptr),
             SQLITE_OK);
   sqlite3_bind_int64(st, 1, critical["id"].get<std::int64_t>());

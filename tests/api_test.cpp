@@ -419,7 +419,11 @@ TEST_F(Api, ErrorsHaveOneShape) {
   auto bad = S().Call("GET", "/api/v1/devices/" + std::to_string(W().dev_a) + "/series?metric=temperature&from=yesterday",
                       W().owner_a);
   EXPECT_EQ(bad.status, 400);
-  EXPECT_EQ(S().Call("GET", "/nope").status, 404);
+  EXPECT_EQ(S().Call("GET", "/api/v1/nope").status, 404);
+  // Outside /api/ an unknown path is a page of the dashboard (its client-side routes), but an
+  // unknown file is still 404.
+  EXPECT_EQ(S().Call("GET", "/nope").status, 200);
+  EXPECT_EQ(S().Call("GET", "/nope.js").status, 404);
 }
 
 TEST(ApiLimits, ATokenOverItsRateGets429WithRetryAfter) {

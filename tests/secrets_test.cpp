@@ -284,7 +284,7 @@ TEST_F(SecretsTest, NoSecretInAnythingTheProcessWrites) {
             401);
   EXPECT_EQ(record(opensense::http::Fetch(a, "GET", "/api/v1/devices", {{"Authorization", owner}})), 200);
   EXPECT_EQ(record(opensense::http::Fetch(a, "GET", "/api/v1/devices/999999", {{"Authorization", owner}})), 404);
-  EXPECT_EQ(record(opensense::http::Fetch(a, "GET", "/no/such/route")), 404);
+  EXPECT_EQ(record(opensense::http::Fetch(a, "GET", "/api/v1/no/such/route")), 404);
   // The broker hooks: the service login (the MQTT password) and wrong secrets.
   record(opensense::http::Fetch(a, "POST", "/internal/mqtt/auth",
                                 {{"X-OpenSense-Hook-Secret", hook}, {"Content-Type", "application/json"}},

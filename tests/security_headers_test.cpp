@@ -40,7 +40,7 @@ TEST(SecurityHeaders, OnEveryResponseOverATableOfRoutes) {
       {"POST", "/api/v1/sites", {{"Authorization", owner}, {"Content-Type", "application/json"}}, "{bad", 400},
       {"POST", "/api/v1/ingest", {{"Content-Type", "application/json"}}, "{}", 401},
       {"GET", "/internal/mqtt/revoked?since=0", {}, "", 503},
-      {"GET", "/no/such/route", {}, "", 404},
+      {"GET", "/api/v1/no/such/route", {}, "", 404},
       // Refused from the header alone (the body is never read).
       {"POST", "/api/v1/ingest", {{"Authorization", "Bearer osd_1_x"}, {"Content-Length", "16777217"}}, "", 413},
   };
@@ -129,6 +129,34 @@ TEST(RateLimits, EachRouteClassHasItsOwnConfigurableLimit) {
   EXPECT_GE(stored, 2);
   EXPECT_LE(stored, 3);
   EXPECT_EQ(stored + throttled, 5);
+}
+
+// The dashboard (src/web) answers paths no API route matches: its page and files carry their own
+// CSP (scripts and styles from this origin only) and the other security headers once each.
+TEST(SecurityHeaders, DashboardPageAndAssets) {
+  OpenSenseProcess os;
+  ASSERT_TRUE(os.Start({"--roles", "api"})) << os.Log();
+  auto page = opensense::http::Fetch(os.address(), "GET", "/alerts/7", {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(page) << page.error().message;
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->Header("Cache-Control").value_or(""), "no-cache");
+  const std::string csp(page->Header("Content-Security-Policy").value_or(""));
+  EXPECT_NE(csp.find("script-src 'self'"), std::string::npos) << csp;
+  EXPECT_EQ(csp.find("unsafe-inline"), std::string::npos) << csp;
+  EXPECT_EQ(page->Header("X-Frame-Options").value_or(""), "DENY");
+  EXPECT_EQ(page->Header("X-Content-Type-Options").value_or(""), "nosniff");
+  auto plain = opensense::http::Fetch(os.address(), "GET", "/");
+  ASSERT_TRUE(plain);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(plain->body, m, std::regex(R"re(src="(/assets/main-[A-Z0-9]+\.js)")re"))) << plain->body;
+  auto js = opensense::http::Fetch(os.address(), "GET", m[1].str(), {{"Accept-Encoding", "gzip"}});
+  ASSERT_TRUE(js);
+  EXPECT_EQ(js->status, 200);
+  EXPECT_EQ(js->Header("Content-Encoding").value_or(""), "gzip");
+  EXPECT_EQ(js->Header("Cache-Control").value_or(""), "public, max-age=31536000, immutable");
+  auto missing = opensense::http::Fetch(os.address(), "GET", "/assets/main-NOPE.js");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
 }
 
 }  // namespace

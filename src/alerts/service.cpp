@@ -177,7 +177,7 @@ Status AlertService::Start() {
     for (OrgId org : orgs) OS_RETURN_IF_ERROR(View(org));
   }
   for (OrgId org : orgs) AddRuleOrg(org);
-  store_->SetCommitListener([this](std::vector<store::CommittedReadings>&& b) { OnCommitted(std::move(b)); },
+  listener_ = store_->AddCommitListener([this](std::vector<store::CommittedReadings>&& b) { OnCommitted(std::move(b)); },
                             [this](OrgId org) {
                               std::shared_lock lock(rule_orgs_mu_);
                               return rule_orgs_.count(org) > 0;
@@ -190,7 +190,7 @@ Status AlertService::Start() {
 void AlertService::Stop() {
   if (!started_) return;
   started_ = false;
-  store_->SetCommitListener(nullptr);
+  store_->RemoveCommitListener(listener_);
   {
     std::lock_guard lock(queue_mu_);
     stop_ = true;
@@ -469,13 +469,15 @@ Status AlertService::PutState(OrgId org, const StateKey& key, store::AlertTxn& t
 
 void AlertService::Persist(OrgId org, OrgView& view, std::vector<Pending>& transitions,
                            const std::vector<StateKey>& dirty) {
+  std::vector<Changed> changed;
   auto st = store_->Alerts().Transact(org, [&](store::AlertTxn& txn) -> Status {
+    changed.clear();
     AlertId late_alert = 0;
     for (const auto& p : transitions) {
       const Rule* rule = FindRule(view, p.rule);
       if (rule == nullptr) continue;
       RuleState& state = states_[{p.rule, p.t.device}];
-      OS_RETURN_IF_ERROR(WriteTransition(org, view, *rule, state, p.t, &late_alert, txn));
+      OS_RETURN_IF_ERROR(WriteTransition(org, view, *rule, state, p.t, &late_alert, txn, &changed));
     }
     // Open alerts follow their excursion's worst value.
     for (const auto& key : dirty) {
@@ -507,6 +509,7 @@ void AlertService::Persist(OrgId org, OrgView& view, std::vector<Pending>& trans
     }
   }
   if (st && !transitions.empty() && options_.outbox_written) options_.outbox_written();
+  if (st) Announce(org, changed);
   if (options_.metrics != nullptr) {
     for (const auto& p : transitions) {
       options_.metrics->GetCounter("opensense_alert_transitions_total", "Alert transitions by kind.",
@@ -516,8 +519,14 @@ void AlertService::Persist(OrgId org, OrgView& view, std::vector<Pending>& trans
   }
 }
 
+void AlertService::Announce(OrgId org, const std::vector<Changed>& changed) const {
+  if (!options_.alert_changed) return;
+  for (const auto& c : changed) options_.alert_changed(org, c.alert, c.event);
+}
+
 Status AlertService::WriteTransition(OrgId org, OrgView& view, const Rule& rule, RuleState& state,
-                                     const Transition& t, AlertId* late_alert, store::AlertTxn& txn) {
+                                     const Transition& t, AlertId* late_alert, store::AlertTxn& txn,
+                                     std::vector<Changed>* changed) {
   const TimestampMs now = clock_->NowMs();
   store::AlertEventRecord e;
   e.org = org;
@@ -575,6 +584,7 @@ Status AlertService::WriteTransition(OrgId org, OrgView& view, const Rule& rule,
   }
   e.alert_id = a.id;
   OS_ASSIGN_OR_RETURN(auto event_id, txn.AppendEvent(e));
+  changed->push_back({a, e.kind});
   return QueueMessages(org, view, rule, a, e.kind, event_id, *recipients, txn);
 }
 
@@ -665,7 +675,9 @@ Status AlertService::DeleteRule(OrgId org, RuleId id) {
   open.limit = 10'000;
   OS_ASSIGN_OR_RETURN(auto alerts, store_->Alerts().ListAlerts(org, open));
   const TimestampMs now = clock_->NowMs();
+  std::vector<Changed> changed;
   OS_RETURN_IF_ERROR(store_->Alerts().Transact(org, [&](store::AlertTxn& txn) -> Status {
+    changed.clear();
     for (auto a : alerts) {
       a.state = "resolved";
       a.resolved_at = now;
@@ -673,9 +685,11 @@ Status AlertService::DeleteRule(OrgId org, RuleId id) {
       a.resolve_note = "the rule was deleted";
       OS_RETURN_IF_ERROR(txn.UpdateAlert(a));
       OS_RETURN_IF_ERROR(txn.AppendEvent({0, org, a.id, a.device, "resolved", now, "system", a.resolve_note, "{}"}));
+      changed.push_back({a, "resolved"});
     }
     return Ok();
   }));
+  Announce(org, changed);
   OS_RETURN_IF_ERROR(store_->Alerts().DeleteRule(org, id));
   for (auto it = states_.lower_bound({id, 0}); it != states_.end() && it->first.rule == id;) it = states_.erase(it);
   views_.erase(org);
@@ -743,6 +757,7 @@ Result<store::AlertRecord> AlertService::Acknowledge(OrgId org, AlertId id, std:
     }
     return Ok();
   }));
+  Announce(org, {{out, "acknowledged"}});
   return out;
 }
 
@@ -770,6 +785,7 @@ Result<store::AlertRecord> AlertService::Resolve(OrgId org, AlertId id, std::str
     }
     return Ok();
   }));
+  Announce(org, {{out, "resolved"}});
   return out;
 }
 

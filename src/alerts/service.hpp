@@ -1,6 +1,6 @@
 // The alert service: feeds the pure engine (engine.hpp) and stores what comes out.
 //
-// - Committed readings arrive from the writer (Store::SetCommitListener) and go to a bounded
+// - Committed readings arrive from the writer (Store::AddCommitListener) and go to a bounded
 //   queue; an evaluator thread judges them. The listener never blocks ingest: when the queue is
 //   full the batch is dropped from the queue and its organisation and time range are remembered,
 //   and the evaluator re-reads those readings from the store (QuerySeries) once it catches up.
@@ -52,6 +52,11 @@ struct AlertServiceOptions {
   MetricsRegistry* metrics = nullptr;  // not owned; may be null
   // Called after a transaction that may have queued outbox rows (wakes the dispatcher).
   std::function<void()> outbox_written;
+  // Called after each committed transaction that changed an alert, once per alert, with the
+  // event ("fired", "escalated", "reminder", "acknowledged", "resolved"): the dashboard's live
+  // updates. Runs on the thread that made the change, under the service's lock: it must return
+  // at once and must not call the service.
+  std::function<void(OrgId org, const store::AlertRecord& alert, std::string_view event)> alert_changed;
 };
 
 // A rule as the API shows it: the definition plus what the store assigned.
@@ -135,8 +140,15 @@ class AlertService {
   void Reevaluate(OrgId org, Overflow range);
   // Writes transitions and changed states in one transaction; on failure the org is reloaded.
   void Persist(OrgId org, OrgView& view, std::vector<Pending>& transitions, const std::vector<StateKey>& dirty);
+  // An alert a transaction changed, and the event (for AlertServiceOptions::alert_changed).
+  struct Changed {
+    store::AlertRecord alert;
+    std::string event;
+  };
   Status WriteTransition(OrgId org, OrgView& view, const Rule& rule, RuleState& state,
-                         const Transition& t, AlertId* late_alert, store::AlertTxn& txn);
+                         const Transition& t, AlertId* late_alert, store::AlertTxn& txn,
+                         std::vector<Changed>* changed);
+  void Announce(OrgId org, const std::vector<Changed>& changed) const;
   Status QueueMessages(OrgId org, OrgView& view, const Rule& rule, const store::AlertRecord& alert,
                        std::string_view event, std::int64_t event_id,
                        const std::vector<Recipient>& recipients, store::AlertTxn& txn);
@@ -157,6 +169,7 @@ class AlertService {
   bool stop_ = false;
   std::thread thread_;
   bool started_ = false;
+  store::CommitListenerId listener_ = 0;
 
   // Organisations with at least one rule (ever, this run): the commit filter. Readings of the
   // others are not even copied for evaluation.

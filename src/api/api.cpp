@@ -4,6 +4,7 @@
 #include "api/device_profile_json.hpp"
 #include "api/reports_routes.hpp"
 #include "api/channels_routes.hpp"
+#include "api/events.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -369,6 +370,9 @@ struct Api::Impl : internal::ApiContext {
   TimestampMs names_since = 0;
   MqttHooks mqtt_hooks;
   std::unique_ptr<people::PeopleService> people_service;
+  // GET /api/v1/events: the caller's hub, else our own fed by the store.
+  std::unique_ptr<EventHub> own_events;
+  EventHub* events = nullptr;
 
   Impl(store::Store* s, auth::TokenService* t, MetricsRegistry* m, const Clock* c, ApiOptions o)
       : ApiContext(s, t, m, c, o),
@@ -376,6 +380,12 @@ struct Api::Impl : internal::ApiContext {
         mqtt_hooks(s, t, m, c, o.mqtt_hooks),
         people_service(std::make_unique<people::PeopleService>(s, t, o.mail, c, o.login)) {
     people = people_service.get();
+    events = o.events;
+    if (events == nullptr) {
+      own_events = std::make_unique<EventHub>();
+      own_events->Attach(s);
+      events = own_events.get();
+    }
     org_rate = [this](OrgId org) {
       auto o = store->GetOrganization(org);
       if (!o) return true;  // the handler reports the store's trouble
@@ -739,6 +749,42 @@ struct Api::Impl : internal::ApiContext {
     return Response::Json(200, json({{"devices", devices}}).dump());
   }
 
+  // The overview's sparklines: hourly means of one metric of every device over the last hours.
+  Response Sparklines(Request& req, const auth::Principal& p) {
+    const std::string metric = req.Query("metric").value_or("temperature");
+    std::int64_t hours = 24;
+    if (auto h = req.Query("hours")) {
+      auto n = ParseId(*h);
+      if (!n || *n > 24 * 31) return Response::Error(400, "invalid_argument", "'hours' is 1-744");
+      hours = *n;
+    }
+    auto list = store->ListDevices(p.org);
+    if (!list) return FromError(list.error());
+    const TimestampMs now = clock->NowMs();
+    std::string out = fmt::format(R"({{"metric":{},"resolution":"1h","from":{},"to":{},"devices":[)",
+                                  json(metric).dump(), now - hours * kMsPerHour, now);
+    bool first = true;
+    for (const auto& d : *list) {
+      if (d.decommissioned) continue;
+      SeriesQuery q{p.org, d.id, metric, now - hours * kMsPerHour, now, Resolution::k1h};
+      auto result = store->QuerySeries(q);
+      if (!result) {
+        if (result.error().code == ErrorCode::kNotFound) continue;  // no such series
+        return FromError(result.error());
+      }
+      if (!first) out.push_back(',');
+      first = false;
+      fmt::format_to(std::back_inserter(out), R"({{"device":{},"unit":{},"points":[)", d.id, json(result->unit).dump());
+      for (std::size_t i = 0; i < result->points.size(); ++i) {
+        const auto& pt = result->points[i];
+        fmt::format_to(std::back_inserter(out), "{}[{},{}]", i > 0 ? "," : "", pt.t, Num(pt.v));
+      }
+      out += "]}";
+    }
+    out += "]}";
+    return Response::Json(200, std::move(out));
+  }
+
   Result<SeriesQuery> SeriesQueryFrom(const Request& req, const auth::Principal& p, DeviceId device) {
     SeriesQuery q;
     q.org = p.org;
@@ -912,6 +958,11 @@ std::vector<std::pair<std::string, std::string>> SecurityHeaders() {
 
 const std::vector<RouteInfo>& Api::routes() const { return impl_->routes; }
 
+void Api::SetPublicUrl(std::string url) {
+  impl_->options.login.public_url = url;
+  impl_->people_service->SetPublicUrl(std::move(url));
+}
+
 http::Router Api::BuildRouter() {
   Impl* m = impl_.get();
   m->routes.clear();
@@ -960,6 +1011,18 @@ http::Router Api::BuildRouter() {
            m->User(Role::kViewer, [m](Request& req, P p) { return m->Latest(req, p); }));
   m->Route(r, "GET", "/api/v1/latest", "Last value per metric of every device",
            m->User(Role::kViewer, [m](Request&, P p) { return m->LatestAll(p); }));
+  m->Route(r, "GET", "/api/v1/sparklines", "Hourly means of a metric of every device over the last hours (the dashboard's overview)",
+           m->User(Role::kViewer, [m](Request& req, P p) { return m->Sparklines(req, p); }));
+  m->Route(r, "GET", "/api/v1/events", "Live updates of your organisation (Server-Sent Events: readings, alert changes)",
+           m->User(Role::kViewer, [m](Request&, P p) {
+             auto stream = m->events->Open(p.org);
+             if (!stream) {
+               Response busy = Response::Error(503, "unavailable", stream.error().message);
+               busy.SetHeader("Retry-After", "10");
+               return busy;
+             }
+             return std::move(*stream);
+           }));
   m->Route(r, "GET", "/api/v1/devices/{id}/series", "A series at raw, 5m, 1h, 1d or auto resolution",
            m->User(Role::kViewer, [m](Request& req, P p) { return m->Series(req, p); }));
   m->Route(r, "GET", "/api/v1/devices/{id}/series.csv", "The same as CSV, in the organisation's time zone",

@@ -26,6 +26,8 @@ class AlertService;
 
 namespace opensense::api {
 
+class EventHub;
+
 struct ApiOptions {
   // Requests per second and burst a device (or gateway) token may spend on ingest; beyond
   // that 429 with Retry-After.
@@ -50,14 +52,18 @@ struct ApiOptions {
   people::LoginOptions login;
   // Where magic-link and invitation mail is queued (not owned); null: the log (LoggingMailQueue).
   MailQueue* mail = nullptr;
-  // Compliance reports rendering at once, requests that may wait for a slot (beyond: 429 with
-  // Retry-After), and how long one waits before 503 with Retry-After.
   // User API requests per second and burst per organisation; 0: the tier's (core/tiers.hpp).
   double api_rate_per_org = 0;
   double api_burst_per_org = 0;
+  // Compliance reports rendering at once, requests that may wait for a slot (beyond: 429 with
+  // Retry-After), and how long one waits before 503 with Retry-After.
   int reports_running = 2;
   int reports_waiting = 4;
   std::chrono::milliseconds reports_max_wait{20'000};
+  // The live updates of GET /api/v1/events (api/events.hpp; not owned), fed by the caller (the
+  // store's commit listener, the alert service); null: the Api makes its own, fed by the store
+  // only (no alert events).
+  EventHub* events = nullptr;
 };
 
 // One route of the API table (also what docs/api.md must list).
@@ -86,6 +92,10 @@ class Api {
   // The router with every route registered.
   http::Router BuildRouter();
   const std::vector<RouteInfo>& routes() const;
+  // The address people reach the API at (login links, cookie security, the Origin check), when
+  // it is known only once the server is bound (port 0). Call before requests are served
+  // (http::ServerOptions::on_listening).
+  void SetPublicUrl(std::string url);
   // For ServerOptions::on_complete: request log and HTTP metrics.
   void OnComplete(const http::Request& req, const std::string& route, int status,
                   std::chrono::microseconds duration);

@@ -66,7 +66,9 @@ bool IsForm(const Request& req) {
 }
 
 // An HTML page with its own Content-Security-Policy: no script at all, a form may post only to
-// this origin, and no referrer (the link's token is in the address bar).
+// this origin. The link's token is in the address bar, so the referrer is the origin only
+// (strict-origin). Not no-referrer: with it browsers send `Origin: null` on the button's POST,
+// which the login CSRF check (Login) refuses, so the link could not be used in a browser.
 Response Page(int status, std::string_view title, std::string_view body_html) {
   Response r = Response::Text(status,
                               fmt::format("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -76,7 +78,7 @@ Response Page(int status, std::string_view title, std::string_view body_html) {
                               "text/html; charset=utf-8");
   r.SetHeader("Content-Security-Policy",
               "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
-  r.SetHeader("Referrer-Policy", "no-referrer");
+  r.SetHeader("Referrer-Policy", "strict-origin");
   r.SetHeader("Cache-Control", "no-store");
   return r;
 }

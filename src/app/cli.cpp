@@ -36,6 +36,7 @@
 #include "app/secrets_file.hpp"
 #include "app/systemd_notify.hpp"
 #include "api/api.hpp"
+#include "api/events.hpp"
 #include "api/http/server.hpp"
 #include "app/simulate.hpp"
 #include "app/store_copy.hpp"
@@ -49,6 +50,7 @@
 #include "notify/transport.hpp"
 #include "ops/scheduler.hpp"
 #include "store/store.hpp"
+#include "web/dashboard.hpp"
 
 extern char** environ;
 
@@ -307,6 +309,11 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   api_options.mail = &mail_queue;
   // Alerts (src/alerts): every commit's readings are judged as they are stored; the scheduler's
   // alert job judges time (offline, delays running out, escalation, reminders).
+  // Live updates for the dashboard (GET /api/v1/events): committed readings from the store,
+  // alert changes from the alert service (api/events.hpp).
+  api::EventHub events;
+  events.Attach(store.get());
+  api_options.events = &events;
   std::unique_ptr<alerts::AlertService> alert_service;
   if (alerts_role) {
     alerts::AlertServiceOptions ao;
@@ -314,6 +321,9 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
     ao.public_url = cfg.public_url;
     ao.metrics = &metrics;
     ao.outbox_written = notify_wake;
+    ao.alert_changed = [&events](OrgId org, const store::AlertRecord& alert, std::string_view event) {
+      events.OnAlertChanged(org, alert, event);
+    };
     alert_service = std::make_unique<alerts::AlertService>(store.get(), ao);
     Check(alert_service->Start());
     api_options.alerts = alert_service.get();
@@ -329,7 +339,13 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
                                std::chrono::microseconds duration) {
       api.OnComplete(req, route, status, duration);
     };
-    server = Check(http::Server::Start(hopts, api.BuildRouter()));
+    // Port 0 without a public_url: sign-in links and the Origin check name the bound port.
+    hopts.on_listening = [&api, &cfg](const std::string& address) {
+      if (cfg.public_url.empty()) api.SetPublicUrl("http://" + address);
+    };
+    http::Router router = api.BuildRouter();
+    web::Dashboard::Install(router);  // the dashboard at / (src/web), for paths no route matches
+    server = Check(http::Server::Start(hopts, std::move(router)));
     spdlog::info("HTTP API listening on http://{}", server->address());
   }
 
@@ -395,7 +411,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
                  kDemoOrgName, demo.org, demo.devices.size(), demo.created ? "" : " (reused)");
     if (demo.created) {
       // The demo's owner token is printed once, so a newcomer can query the API at once.
-      auto owner = store->CreateUser(demo.org, "demo@localhost", Role::kOwner);
+      auto owner = store->CreateUser(demo.org, kDemoOwnerEmail, Role::kOwner);
       auto token = owner ? tokens.IssueUserToken(demo.org, owner->id, Role::kOwner, "demo")
                          : Result<auth::IssuedToken>(tl::unexpected(owner.error()));
       if (token) {
@@ -407,6 +423,11 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
       } else {
         spdlog::warn("demo: no owner token: {}", token.error().message);
       }
+    }
+    if (server) {
+      spdlog::info("demo: the dashboard is at http://{}/ : sign in as {} (the dev mailer writes the sign-in link "
+                   "to this log)",
+                   server->address(), kDemoOwnerEmail);
     }
     demo_thread = std::thread([&, demo, demo_options] {
       RunDemoLive(store.get(), &clock, demo_options, demo, stop);
@@ -455,6 +476,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   if (scheduler) scheduler->Stop();
   if (alert_service) alert_service->Stop();  // judges what is still queued
   dispatcher->Stop();  // an in-flight request finishes or times out first
+  events.Detach();
   store->Close();
   spdlog::info("stopped cleanly");
   return 0;

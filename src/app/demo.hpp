@@ -36,7 +36,9 @@ struct DemoHandle {
 
 inline constexpr std::string_view kDemoOrgName = "OpenSense Demo";
 // The demo owner's address: the demo's alert rules notify it (the dev mailer logs the message).
-inline constexpr std::string_view kDemoOwnerEmail = "demo@localhost";
+// A reserved name (RFC 6761 .localhost) that the mail checks accept, so the demo owner can ask
+// for a sign-in link and read it in the dev mailer's log line.
+inline constexpr std::string_view kDemoOwnerEmail = "demo@opensense.localhost";
 
 // The demo's alert rules: the failing fridge above 8 °C for 10 minutes is critical (judged from
 // `judge_from`, so back-filled hours count), and any device silent for 30 minutes is a warning;

@@ -36,6 +36,9 @@ class PeopleService {
                 LoginOptions options);
 
   const LoginOptions& options() const { return options_; }
+  // Sets public_url once the listening address is known (`serve --listen HOST:0` without a
+  // public_url setting). Only before requests are served: options() is read without a lock.
+  void SetPublicUrl(std::string url) { options_.public_url = std::move(url); }
 
   // ---- magic links -------------------------------------------------------------------------
   // Always OK for a well-formed address (kInvalidArgument otherwise) unless the address or the

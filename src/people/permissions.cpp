@@ -68,6 +68,8 @@ const std::vector<RoutePermission>& RoutePermissions() {
       {"POST", "/api/v1/devices/{id}/token", P::kRotateTokens},
       {"GET", "/api/v1/devices/{id}/latest", P::kReadData},
       {"GET", "/api/v1/latest", P::kReadData},
+      {"GET", "/api/v1/sparklines", P::kReadData},
+      {"GET", "/api/v1/events", P::kReadData},
       {"GET", "/api/v1/devices/{id}/series", P::kReadData},
       {"GET", "/api/v1/devices/{id}/series.csv", P::kReadData},
       {"GET", "/api/v1/sites", P::kReadData},

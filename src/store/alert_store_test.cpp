@@ -145,7 +145,7 @@ TEST_P(AlertStoreTest, AlertEventAndOutboxCommitTogetherOrNotAtAll) {
 TEST_P(AlertStoreTest, CommitListenerGetsExactlyTheStoredReadings) {
   std::mutex mu;
   std::vector<CommittedReadings> got;
-  store_->SetCommitListener([&](std::vector<CommittedReadings>&& batches) {
+  store_->AddCommitListener([&](std::vector<CommittedReadings>&& batches) {
     std::lock_guard lock(mu);
     for (auto& b : batches) got.push_back(std::move(b));
   });
@@ -172,7 +172,7 @@ TEST_P(AlertStoreTest, CommitListenerFilterSkipsUnwantedOrganisations) {
   std::mutex mu;
   std::vector<CommittedReadings> got;
   std::vector<OrgId> asked;
-  store_->SetCommitListener(
+  store_->AddCommitListener(
       [&](std::vector<CommittedReadings>&& batches) {
         std::lock_guard lock(mu);
         for (auto& b : batches) got.push_back(std::move(b));
@@ -194,6 +194,41 @@ TEST_P(AlertStoreTest, CommitListenerFilterSkipsUnwantedOrganisations) {
   EXPECT_EQ(got[0].org, b_);
   ASSERT_EQ(got[0].readings.size(), 2u);
   EXPECT_EQ(got[0].readings[1].value, -18.0);
+}
+
+// Two listeners (the alert evaluator and the dashboard's live updates) each get every commit of
+// the organisations they want; a removed one gets nothing more.
+TEST_P(AlertStoreTest, SeveralCommitListenersEachGetTheirOrganisations) {
+  const DeviceId dev_b = store_->CreateDevice({b_, "freezer", std::nullopt, std::nullopt})->id;
+  std::mutex mu;
+  std::vector<CommittedReadings> all, only_b, removed;
+  auto id_all = store_->AddCommitListener([&](std::vector<CommittedReadings>&& batches) {
+    std::lock_guard lock(mu);
+    for (auto& b : batches) all.push_back(std::move(b));
+  });
+  store_->AddCommitListener(
+      [&](std::vector<CommittedReadings>&& batches) {
+        std::lock_guard lock(mu);
+        for (auto& b : batches) only_b.push_back(std::move(b));
+      },
+      [&](OrgId org) { return org == b_; });
+  auto id_removed = store_->AddCommitListener([&](std::vector<CommittedReadings>&& batches) {
+    std::lock_guard lock(mu);
+    for (auto& b : batches) removed.push_back(std::move(b));
+  });
+  EXPECT_NE(id_all, id_removed);
+  store_->RemoveCommitListener(id_removed);
+  ASSERT_TRUE(store_->Ingest(a_, {{dev_, "temperature", "Cel", kNow - 1000, 4.5}}).get());
+  ASSERT_TRUE(store_->Ingest(b_, {{dev_b, "temperature", "Cel", kNow - 1000, -18.5}}).get());
+  store_->Close();
+  std::lock_guard lock(mu);
+  std::size_t readings_all = 0;
+  for (const auto& b : all) readings_all += b.readings.size();
+  EXPECT_EQ(readings_all, 2u);
+  ASSERT_EQ(only_b.size(), 1u);
+  EXPECT_EQ(only_b[0].org, b_);
+  EXPECT_EQ(only_b[0].readings[0].value, -18.5);
+  EXPECT_TRUE(removed.empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AlertStoreTest, testing::ValuesIn(Backends()),

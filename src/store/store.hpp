@@ -130,6 +130,8 @@ using CommitListener = std::function<void(std::vector<CommittedReadings>&& commi
 // organisation of a commit; it must be cheap and thread-safe. Readings of organisations it
 // refuses are not copied at all (ingest for an organisation without alert rules pays nothing).
 using CommitFilter = std::function<bool(OrgId org)>;
+// Names a registered commit listener (Store::AddCommitListener).
+using CommitListenerId = std::uint64_t;
 
 class Store {
  public:
@@ -211,8 +213,13 @@ class Store {
 
   // Alert rules, rule state, alerts and alert events (store/alert_store.hpp).
   virtual AlertStore& Alerts() = 0;
-  // Hands every commit's readings to `listener` (nullptr: nobody). Set it before readings flow.
-  virtual void SetCommitListener(CommitListener listener, CommitFilter wants = {}) = 0;
+  // Hands every commit's readings (of the organisations `wants`) to `listener`. Several may be
+  // registered (the alert evaluator, the dashboard's live updates); each gets its own copy, one
+  // after the other on the writer thread, so each must return at once.
+  virtual CommitListenerId AddCommitListener(CommitListener listener, CommitFilter wants = {}) = 0;
+  // Unregisters it: commits after the return do not reach it (a delivery already running may
+  // still finish).
+  virtual void RemoveCommitListener(CommitListenerId id) = 0;
 
   // Notification channels, the outbox and the delivery-attempt log (store/notify_store.hpp).
   virtual NotifyStore& Notify() = 0;

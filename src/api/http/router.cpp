@@ -141,8 +141,19 @@ RouteMatch Router::Match(Request& req) const {
   return result;
 }
 
+void Router::SetFallback(std::string route, Handler handler) {
+  if (!handler) BadRoute("*", route, "fallback handler is empty");
+  fallback_route_ = std::move(route);
+  fallback_ = std::move(handler);
+}
+
 Response Router::Handle(Request& req, std::string* route) const {
   RouteMatch match = Match(req);
+  if (match.status == 404 && fallback_) {
+    match.status = 200;
+    match.handler = &fallback_;
+    match.route = fallback_route_;
+  }
   if (route != nullptr) *route = match.route;
   switch (match.status) {
     case 200:

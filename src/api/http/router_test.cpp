@@ -178,6 +178,26 @@ TEST(ResponseTest, ErrorBodyIsEscapedJson) {
   EXPECT_EQ(text.headers[0].second, "text/csv");
 }
 
+TEST(RouterTest, FallbackAnswersUnmatchedPathsOnly) {
+  Router router;
+  router.Add("GET", "/api/v1/devices", [](Request&) { return Response::Text(200, "devices"); });
+  router.SetFallback("/*", [](Request& req) { return Response::Text(200, "page " + req.path); });
+  auto get = [&](const std::string& method, const std::string& target, std::string* route) {
+    auto req = Request::FromTarget(method, target);
+    EXPECT_TRUE(req.has_value());
+    return router.Handle(*req, route);
+  };
+  std::string route;
+  EXPECT_EQ(get("GET", "/api/v1/devices", &route).body, "devices");
+  EXPECT_EQ(route, "/api/v1/devices");
+  Response page = get("GET", "/devices/7", &route);
+  EXPECT_EQ(page.body, "page /devices/7");
+  EXPECT_EQ(route, "/*");
+  // A path that exists with another method is still 405, not the fallback.
+  Response wrong = get("POST", "/api/v1/devices", &route);
+  EXPECT_EQ(wrong.status, 405);
+}
+
 TEST(WireTest, AbsoluteFormTargetsBecomeOriginForm) {
   EXPECT_EQ(wire::OriginForm("http://h:80/a/b?x=1"), "/a/b?x=1");
   EXPECT_EQ(wire::OriginForm("http://h"), "/");

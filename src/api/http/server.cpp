@@ -414,6 +414,19 @@ class Session : public std::enable_shared_from_this<Session> {
   void StartStream(Response res, bool close) {
     phase_ = Phase::kStreaming;
     stream_fn_ = std::move(res.stream);
+    stream_woken_ = false;
+    stream_waiting_ = false;
+    stream_idle_poll_ = options_.stream_poll_interval;
+    if (res.stream_wakeup) {
+      if (res.stream_idle_poll.count() > 0) stream_idle_poll_ = res.stream_idle_poll;
+      std::weak_ptr<Session> weak = weak_from_this();
+      const std::uint64_t generation = ++stream_generation_;
+      res.stream_wakeup([weak, generation] {
+        if (auto self = weak.lock()) {
+          net::post(self->executor_, [self, generation] { self->OnWake(generation); });
+        }
+      });
+    }
     auto head = std::make_unique<bhttp::response<bhttp::empty_body>>();
     head->result(static_cast<unsigned>(res.status));
     head->version(version_ == 10 ? 10 : 11);
@@ -501,12 +514,21 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (chunk.empty() && more) {  // nothing yet: ask again later, without holding a worker
-      poll_timer_.expires_after(options_.stream_poll_interval);
+      if (stream_woken_) {  // woken while the producer ran: there may be something now
+        stream_woken_ = false;
+        ProduceChunk();
+        return;
+      }
+      stream_waiting_ = true;
+      poll_timer_.expires_after(stream_idle_poll_);
       poll_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (ec || self->phase_ == Phase::kClosed) {
+        self->stream_waiting_ = false;
+        // A wake cancels the timer: operation_aborted while still streaming.
+        if (self->phase_ == Phase::kClosed || (ec && ec != net::error::operation_aborted)) {
           self->EndStream(false);
           return;
         }
+        self->stream_woken_ = false;
         self->ProduceChunk();
       });
       return;
@@ -532,6 +554,13 @@ class Session : public std::enable_shared_from_this<Session> {
                      });
   }
 
+  // The producer's `wake` (Response::stream_wakeup), on the strand.
+  void OnWake(std::uint64_t generation) {
+    if (generation != stream_generation_ || phase_ != Phase::kStreaming) return;
+    stream_woken_ = true;
+    if (stream_waiting_) poll_timer_.cancel();
+  }
+
   void OnChunkWritten(beast::error_code ec) {
     chunk_.clear();
     if (ec || phase_ == Phase::kClosed) {
@@ -547,6 +576,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void EndStream(bool ok) {
     stream_fn_ = nullptr;
+    ++stream_generation_;  // a late wake does nothing
     ++watch_generation_;
     Finish();
     if (!ok) {
@@ -650,6 +680,12 @@ class Session : public std::enable_shared_from_this<Session> {
   bool stream_more_ = false;
   std::string chunk_head_, chunk_, chunk_tail_;
   std::uint64_t watch_generation_ = 0;
+  // Wake-ups of a live stream (Response::stream_wakeup): which stream a wake is for, whether one
+  // came since the producer was last called, and whether the poll timer is waiting for one.
+  std::uint64_t stream_generation_ = 0;
+  bool stream_woken_ = false;
+  bool stream_waiting_ = false;
+  std::chrono::milliseconds stream_idle_poll_{100};
   std::size_t lingered_ = 0;
 };
 
@@ -831,6 +867,7 @@ Result<std::unique_ptr<Server>> Server::Start(ServerOptions options, Router rout
   impl->bound = impl->acceptor.local_endpoint(ec);
   if (ec) return fail("getsockname");
   impl->bound_text = FormatEndpoint(impl->bound);
+  if (impl->options.on_listening) impl->options.on_listening(impl->bound_text);
 
   impl->work.emplace(impl->ioc.get_executor());
   impl->workers.Start(impl->options.worker_threads);

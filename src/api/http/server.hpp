@@ -88,6 +88,17 @@ struct Response {
   // an io thread (so destroying it must be cheap), when the stream ends, the client disconnects,
   // or the server shuts down.
   std::function<bool(std::string& chunk)> stream;
+  // Optional, with `stream`, for live streams (Server-Sent Events): the producer is woken rather
+  // than polled. When the stream starts, the server calls this once (on an io thread) with a
+  // `wake` function; `wake` is thread-safe, cheap, never blocks, and may be called at any time,
+  // also after the stream has ended (then it does nothing). After a "nothing yet" the server
+  // calls the producer again as soon as `wake` is called, or after `stream_idle_poll` at the
+  // latest (the producer's chance to send a heartbeat). An idle stream then costs neither a
+  // worker thread nor any polling.
+  std::function<void(std::function<void()> wake)> stream_wakeup;
+  // With `stream_wakeup`: the longest wait after a "nothing yet" (0: the server's
+  // stream_poll_interval).
+  std::chrono::milliseconds stream_idle_poll{0};
 
   Response& SetHeader(std::string name, std::string value);
 
@@ -127,6 +138,11 @@ class Router {
   // that throws is logged and answered 500. `route` (optional) receives RouteMatch::route.
   Response Handle(Request& req, std::string* route = nullptr) const;
 
+  // Answers the requests whose path matches no route (instead of the 404 error): the
+  // dashboard's files and client-side routes. `route` is what Handle reports as the matched
+  // route for them (request log, metrics). The handler may answer 404 itself.
+  void SetFallback(std::string route, Handler handler);
+
  private:
   struct Route {
     std::string method;
@@ -135,6 +151,8 @@ class Router {
     Handler handler;
   };
   std::vector<Route> routes_;
+  std::string fallback_route_;
+  Handler fallback_;
 };
 
 struct ServerOptions {
@@ -174,6 +192,9 @@ struct ServerOptions {
   std::function<void(const Request&, const std::string& route, int status,
                      std::chrono::microseconds duration)>
       on_complete;
+  // Called once with the bound address ("127.0.0.1:41234") after the socket is bound and before
+  // any connection is accepted or any handler runs (port 0: learn the port, e.g. for links).
+  std::function<void(const std::string& address)> on_listening;
   // Added to every response (handlers', streams' and the server's own errors) unless the
   // response sets a header of that name itself: the security headers (api::SecurityHeaders()).
   std::vector<std::pair<std::string, std::string>> default_headers;

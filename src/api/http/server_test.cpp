@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <mutex>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -622,6 +624,98 @@ TEST(ServerTest, StreamWithNothingYetIsPolledWithoutHoldingAWorker) {
   ASSERT_TRUE(res.has_value());
   EXPECT_EQ(res->body, "done");
   EXPECT_EQ(calls.load(), 4);
+}
+
+// A live stream with a wake-up is neither polled nor holding a worker: with one worker and a
+// poll interval of a minute, ten open streams leave the worker free for other requests, and each
+// stream's next event leaves as soon as its producer is woken.
+TEST(ServerTest, WokenStreamsNeedNoPollingAndNoWorker) {
+  ServerOptions options = TestOptions();
+  options.worker_threads = 1;
+  options.stream_poll_interval = std::chrono::minutes(1);
+  struct Feed {
+    std::mutex mu;
+    std::vector<std::string> pending;
+    std::function<void()> wake;
+  };
+  auto feeds = std::make_shared<std::vector<std::shared_ptr<Feed>>>();
+  std::mutex feeds_mu;
+  std::atomic<int> producer_calls{0};
+  Router router = EchoRouter();
+  router.Add("GET", "/events", [&](Request&) {
+    auto feed = std::make_shared<Feed>();
+    {
+      std::lock_guard lock(feeds_mu);
+      feeds->push_back(feed);
+    }
+    Response res = Response::Text(200, "", "text/event-stream");
+    res.stream = [feed, &producer_calls](std::string& chunk) {
+      ++producer_calls;
+      std::lock_guard lock(feed->mu);
+      for (auto& p : feed->pending) chunk += p;
+      feed->pending.clear();
+      return true;
+    };
+    res.stream_wakeup = [feed](std::function<void()> wake) {
+      std::lock_guard lock(feed->mu);
+      feed->wake = std::move(wake);
+    };
+    res.stream_idle_poll = std::chrono::minutes(1);
+    return res;
+  });
+  auto server = StartServer(std::move(router), options);
+  ASSERT_NE(server, nullptr);
+  std::vector<std::unique_ptr<RawConnection>> conns;
+  for (int i = 0; i < 10; ++i) {
+    conns.push_back(std::make_unique<RawConnection>(server->port()));
+    ASSERT_TRUE(conns.back()->Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+  }
+  auto deadline = SteadyClock::now() + 5s;
+  while (SteadyClock::now() < deadline) {
+    {
+      std::lock_guard lock(feeds_mu);
+      bool all = feeds->size() == 10;
+      for (auto& f : *feeds) {
+        std::lock_guard flock(f->mu);
+        all = all && f->wake != nullptr;
+      }
+      if (all) break;
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  // The one worker still answers ordinary requests.
+  EXPECT_EQ(Get(*server, "/hello"), "hello");
+  std::this_thread::sleep_for(100ms);
+  const int idle_calls = producer_calls.load();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(producer_calls.load(), idle_calls) << "an idle stream was polled";
+  // Wake each stream: its event arrives at once (the poll interval is a minute).
+  for (std::size_t i = 0; i < conns.size(); ++i) {
+    std::shared_ptr<Feed> feed;
+    {
+      std::lock_guard lock(feeds_mu);
+      feed = (*feeds)[i];
+    }
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(feed->mu);
+      feed->pending.push_back("data: " + std::to_string(i) + "\n\n");
+      wake = feed->wake;
+    }
+    const auto start = SteadyClock::now();
+    wake();
+    std::string got;
+    while (got.find("data: ") == std::string::npos && Since(start) < 5s) got += conns[i]->ReadResponse(50ms);
+    EXPECT_NE(got.find("data: "), std::string::npos) << "stream " << i << " got: " << got;
+    EXPECT_LT(Since(start), 5s);
+  }
+  // A wake after the client left does nothing harmful.
+  conns.clear();
+  std::lock_guard lock(feeds_mu);
+  for (auto& f : *feeds) {
+    std::lock_guard flock(f->mu);
+    if (f->wake) f->wake();
+  }
 }
 
 TEST(ServerTest, HttpOneZeroStreamEndsWithTheConnection) {

@@ -281,9 +281,10 @@ class SqliteStore final : public Store {
   NotifyStore& Notify() override { return *notify_; }
   PeopleStore& People() override { return *people_; }
   AlertStore& Alerts() override { return *alerts_; }
-  void SetCommitListener(CommitListener listener, CommitFilter wants) override {
-    commit_listener_.Set(std::move(listener), std::move(wants));
+  CommitListenerId AddCommitListener(CommitListener listener, CommitFilter wants) override {
+    return commit_listener_.Add(std::move(listener), std::move(wants));
   }
+  void RemoveCommitListener(CommitListenerId id) override { commit_listener_.Remove(id); }
   void Close() override;
 
  private:
