@@ -2,6 +2,7 @@
 import { useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { statusIcon, statusText, type Status } from './status';
+import { ApiError } from './api';
 
 export function Badge({ status, why }: { status: Status; why?: string }) {
   return (
@@ -77,4 +78,20 @@ export function ShownOnce({ label, secret }: { label: string; secret: string }) 
 
 export function Loading() {
   return <p class="muted" role="status">Loading…</p>;
+}
+
+// An action of a settings form: clears the notices, runs `fn`, then shows `done` and reloads,
+// or shows the API's error message.
+export function actionRunner(setError: (m: string) => void, setMessage: (m: string) => void, reload: () => void) {
+  return async (fn: () => Promise<unknown>, done: string) => {
+    setError('');
+    setMessage('');
+    try {
+      await fn();
+      setMessage(done);
+      reload();
+    } catch (e) {
+      setError(e instanceof ApiError ? e.message : String(e));
+    }
+  };
 }

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, atLeast, del, get, patch, post, type Channel, type Role } from '../api';
-import { Loading, Notice, ShownOnce } from '../components';
+import { atLeast, del, get, patch, post, type Channel, type Role } from '../api';
+import { Loading, Notice, ShownOnce, actionRunner } from '../components';
 
 export function Channels({ role }: { role: Role }) {
   const [channels, setChannels] = useState<Channel[] | null>(null);
@@ -15,17 +15,7 @@ export function Channels({ role }: { role: Role }) {
     if (atLeast(role, 'admin')) reload();
   }, []);
   if (!atLeast(role, 'admin')) return <><h1>Notification channels</h1><p>Only admins manage channels.</p></>;
-  const run = async (fn: () => Promise<unknown>, done: string) => {
-    setError('');
-    setMessage('');
-    try {
-      await fn();
-      setMessage(done);
-      reload();
-    } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
-    }
-  };
+  const run = actionRunner(setError, setMessage, reload);
   const placeholder = kind === 'email' ? 'ann@example.com, ops@example.com' : kind === 'telegram' ? '-1001234567890 or @channel' : 'https://example.com/hook';
   return (
     <>

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, atLeast, del, get, patch, post, type Role, type Session } from '../api';
-import { Loading, Notice, ShownOnce } from '../components';
+import { atLeast, del, get, patch, post, type Role, type Session } from '../api';
+import { Loading, Notice, ShownOnce, actionRunner } from '../components';
 import { actor, dateTime } from '../format';
 
 interface Org {
@@ -43,17 +43,7 @@ export function Settings({ session }: { session: Session }) {
     }
   };
   useEffect(reload, []);
-  const run = async (fn: () => Promise<unknown>, done: string) => {
-    setError('');
-    setMessage('');
-    try {
-      await fn();
-      setMessage(done);
-      reload();
-    } catch (e) {
-      setError(e instanceof ApiError ? e.message : String(e));
-    }
-  };
+  const run = actionRunner(setError, setMessage, reload);
   if (!org) return error ? <Notice kind="error">{error}</Notice> : <Loading />;
   return (
     <>
