@@ -262,6 +262,15 @@ try {
     const row = page.getByRole('row', { name: /E2E kitchen staff/ });
     await row.getByRole('button', { name: 'Send test message' }).click();
     await page.getByText('Test message queued for E2E kitchen staff.').waitFor();
+    // Edit: rename and retarget; the row shows the new values.
+    await row.getByRole('button', { name: 'Edit E2E kitchen staff' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('E2E night shift');
+    await page.getByLabel('Target', { exact: true }).fill('night@opensense.localhost');
+    await page.getByRole('button', { name: 'Save channel' }).click();
+    await page.getByText('Channel saved.').waitFor();
+    const edited = page.getByRole('row', { name: /E2E night shift/ });
+    await edited.getByText('night@opensense.localhost').waitFor();
+    if (await page.getByRole('row', { name: /E2E kitchen staff/ }).count() !== 0) throw new Error('the old channel name is still listed');
   });
 
   await step('reports: the download links answer', async () => {

@@ -8,6 +8,7 @@ export function Channels({ role }: { role: Role }) {
   const [name, setName] = useState('');
   const [target, setTarget] = useState('');
   const [secret, setSecret] = useState('');
+  const [editing, setEditing] = useState<Channel | null>(null);
   const [error, setError] = useState('');
   const [message, setMessage] = useState('');
   const reload = () => get<Channel[]>('/api/v1/channels').then(setChannels).catch((e) => setError(e.message));
@@ -25,6 +26,15 @@ export function Channels({ role }: { role: Role }) {
       {secret && <ShownOnce label="Webhook signing secret" secret={secret} />}
       <form class="card" onSubmit={(e) => {
         e.preventDefault();
+        if (editing) {
+          run(async () => {
+            await patch(`/api/v1/channels/${editing.id}`, { name, target });
+            setEditing(null);
+            setName('');
+            setTarget('');
+          }, 'Channel saved.');
+          return;
+        }
         run(async () => {
           const c = await post<Channel & { secret?: string }>('/api/v1/channels', { kind, name, target });
           setSecret(c.secret ?? '');
@@ -32,9 +42,9 @@ export function Channels({ role }: { role: Role }) {
           setTarget('');
         }, 'Channel created.');
       }}>
-        <h2>New channel</h2>
+        <h2>{editing ? `Edit ${editing.name}` : 'New channel'}</h2>
         <label>Kind
-          <select value={kind} onChange={(e) => setKind((e.target as HTMLSelectElement).value as Channel['kind'])}>
+          <select value={kind} disabled={!!editing} onChange={(e) => setKind((e.target as HTMLSelectElement).value as Channel['kind'])}>
             <option value="email">E-mail</option>
             <option value="telegram">Telegram</option>
             <option value="webhook">Webhook</option>
@@ -42,7 +52,8 @@ export function Channels({ role }: { role: Role }) {
         </label>
         <label>Name <input required value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} /></label>
         <label>Target <input required value={target} placeholder={placeholder} onInput={(e) => setTarget((e.target as HTMLInputElement).value)} /></label>
-        <button type="submit">Create channel</button>
+        <button type="submit">{editing ? 'Save channel' : 'Create channel'}</button>
+        {editing && <button type="button" class="secondary" onClick={() => { setEditing(null); setName(''); setTarget(''); }}>Cancel</button>}
       </form>
       {!channels ? <Loading /> : channels.length === 0 ? <p class="muted">No channels yet.</p> : (
         <table class="list">
@@ -57,6 +68,7 @@ export function Channels({ role }: { role: Role }) {
                 <td>{c.enabled ? 'enabled' : 'disabled'}</td>
                 <td class="actions">
                   <button type="button" class="secondary" onClick={() => run(() => post(`/api/v1/channels/${c.id}/test`), `Test message queued for ${c.name}.`)}>Send test message</button>
+                  <button type="button" class="secondary" aria-label={`Edit ${c.name}`} onClick={() => { setEditing(c); setKind(c.kind); setName(c.name); setTarget(c.target); }}>Edit</button>
                   <button type="button" class="secondary" onClick={() => run(() => patch(`/api/v1/channels/${c.id}`, { enabled: !c.enabled }), c.enabled ? 'Disabled.' : 'Enabled.')}>{c.enabled ? 'Disable' : 'Enable'}</button>
                   <button type="button" class="danger" onClick={() => confirm(`Delete ${c.name}?`) && run(() => del(`/api/v1/channels/${c.id}`), 'Deleted.')}>Delete</button>
                 </td>
