@@ -44,8 +44,9 @@
 //   three systems are also checked against each other. A mismatch fails the run.
 //
 // OpenSense runs twice: the default configuration (store_synchronous = full) for everything, and
-// separately with --store-synchronous normal for the ingest runs. Its per-token request rate limit
-// (a policy against runaway clients, not a storage setting) is raised so it does not cap the load.
+// separately with --store-synchronous normal for the ingest runs. Its request rate limits per
+// ingest token and per organisation (policies against runaway clients, not storage settings) are
+// raised so they cap neither the load nor the timed queries.
 //
 // Output: a markdown report on stdout (progress on stderr); exit status 1 when any check failed.
 //
@@ -527,7 +528,7 @@ class Instance {
           o.opensense,
           std::vector<std::string>{"serve", "--listen", addr_, "--data-dir", data_, "--store-synchronous",
                                    s.synchronous, "--ingest-rate-per-token", "1000000", "--ingest-burst-per-token",
-                                   "1000000"},
+                                   "1000000", "--api-rate-per-org", "1000000", "--api-burst-per-org", "1000000"},
           std::vector<std::string>{}, log, dir_->path(), o.pids_file);
     } else if (s.kind == Kind::kInflux) {
       const std::string conf = dir_->path() + "/influxdb.conf";

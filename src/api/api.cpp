@@ -5,6 +5,7 @@
 #include "api/reports_routes.hpp"
 #include "api/channels_routes.hpp"
 #include "api/events.hpp"
+#include "api/json_number.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -186,7 +187,11 @@ json SiteJson(const Site& s) {
   return {{"id", s.id}, {"org", s.org_id}, {"name", s.name}, {"auto_register", s.auto_register}};
 }
 
-std::string Num(double v) { return fmt::format("{}", v); }
+std::string Num(double v) {
+  std::string out;
+  AppendNumber(out, v);
+  return out;
+}
 
 // Token bucket per token id.
 class RateLimiter {
@@ -373,6 +378,27 @@ struct Api::Impl : internal::ApiContext {
   // GET /api/v1/events: the caller's hub, else our own fed by the store.
   std::unique_ptr<EventHub> own_events;
   EventHub* events = nullptr;
+  // Each organisation's tier for the per-organisation request rate, re-read after 10 s (a tier
+  // changes by `opensense org`, in another process) instead of one store read per request.
+  std::mutex tiers_mu;
+  std::unordered_map<OrgId, std::pair<Tier, TimestampMs>> tiers;
+
+  std::optional<Tier> TierOf(OrgId org) {
+    const TimestampMs now = clock->NowMs();
+    {
+      std::lock_guard lock(tiers_mu);
+      auto it = tiers.find(org);
+      if (it != tiers.end() && now >= it->second.second && now - it->second.second < 10 * kMsPerSecond) {
+        return it->second.first;
+      }
+    }
+    auto o = store->GetOrganization(org);
+    if (!o) return std::nullopt;
+    std::lock_guard lock(tiers_mu);
+    if (tiers.size() > 100'000) tiers.clear();
+    tiers[org] = {o->tier, now};
+    return o->tier;
+  }
 
   Impl(store::Store* s, auth::TokenService* t, MetricsRegistry* m, const Clock* c, ApiOptions o)
       : ApiContext(s, t, m, c, o),
@@ -387,9 +413,9 @@ struct Api::Impl : internal::ApiContext {
       events = own_events.get();
     }
     org_rate = [this](OrgId org) {
-      auto o = store->GetOrganization(org);
-      if (!o) return true;  // the handler reports the store's trouble
-      const auto& limits = LimitsOf(o->tier);
+      auto tier = TierOf(org);
+      if (!tier) return true;  // the handler reports the store's trouble
+      const auto& limits = LimitsOf(*tier);
       const double rate = options.api_rate_per_org > 0 ? options.api_rate_per_org : limits.api_rate_per_second;
       const double burst = options.api_burst_per_org > 0 ? options.api_burst_per_org : limits.api_burst;
       return org_limiter.Allow(org, clock->NowMs(), rate, burst);
@@ -777,7 +803,12 @@ struct Api::Impl : internal::ApiContext {
       fmt::format_to(std::back_inserter(out), R"({{"device":{},"unit":{},"points":[)", d.id, json(result->unit).dump());
       for (std::size_t i = 0; i < result->points.size(); ++i) {
         const auto& pt = result->points[i];
-        fmt::format_to(std::back_inserter(out), "{}[{},{}]", i > 0 ? "," : "", pt.t, Num(pt.v));
+        if (i > 0) out.push_back(',');
+        out.push_back('[');
+        AppendInt(out, pt.t);
+        out.push_back(',');
+        AppendNumber(out, pt.v);
+        out.push_back(']');
       }
       out += "]}";
     }
@@ -822,12 +853,19 @@ struct Api::Impl : internal::ApiContext {
     for (std::size_t i = 0; i < result->points.size(); ++i) {
       const auto& pt = result->points[i];
       if (i > 0) out.push_back(',');
-      if (raw) {
-        fmt::format_to(std::back_inserter(out), R"({{"t":{},"v":{}}})", pt.t, Num(pt.v));
-      } else {
-        fmt::format_to(std::back_inserter(out), R"({{"t":{},"v":{},"min":{},"max":{},"count":{}}})", pt.t,
-                       Num(pt.v), Num(pt.min), Num(pt.max), pt.count);
+      out += R"({"t":)";
+      AppendInt(out, pt.t);
+      out += R"(,"v":)";
+      AppendNumber(out, pt.v);
+      if (!raw) {
+        out += R"(,"min":)";
+        AppendNumber(out, pt.min);
+        out += R"(,"max":)";
+        AppendNumber(out, pt.max);
+        out += R"(,"count":)";
+        AppendInt(out, pt.count);
       }
+      out.push_back('}');
     }
     out += "]}";
     return Response::Json(200, std::move(out));

@@ -3,9 +3,10 @@
 #include <crypt.h>
 #include <fmt/format.h>
 #include <openssl/crypto.h>
-#include <openssl/hmac.h>
+#include <openssl/evp.h>
 #include <sys/random.h>
 
+#include <cstdio>
 #include <cstring>
 #include <functional>
 
@@ -64,23 +65,79 @@ bool BcryptVerify(std::string_view secret, const std::string& hash) {
   return n == hash.size() && CRYPTO_memcmp(computed, hash.data(), n) == 0;
 }
 
+struct KeyedMac::State {
+  EVP_MD_CTX* inner = nullptr;  // SHA-256 that has absorbed key ^ ipad
+  EVP_MD_CTX* outer = nullptr;  // SHA-256 that has absorbed key ^ opad
+  ~State() {
+    EVP_MD_CTX_free(inner);
+    EVP_MD_CTX_free(outer);
+  }
+};
+
+namespace {
+[[noreturn]] void CryptoFailure(const char* what) {
+  std::fprintf(stderr, "opensense: %s failed (OpenSSL); cannot compute token MACs\n", what);
+  std::abort();
+}
+constexpr std::size_t kShaBlock = 64;
+}  // namespace
+
+KeyedMac::KeyedMac(std::span<const unsigned char> key) : s_(std::make_unique<State>()) {
+  if (key.size() > kShaBlock) CryptoFailure("a key longer than the block");
+  std::array<unsigned char, kShaBlock> ipad{}, opad{};
+  for (std::size_t i = 0; i < kShaBlock; ++i) {
+    const unsigned char k = i < key.size() ? key[i] : 0;
+    ipad[i] = k ^ 0x36;
+    opad[i] = k ^ 0x5c;
+  }
+  s_->inner = EVP_MD_CTX_new();
+  s_->outer = EVP_MD_CTX_new();
+  if (s_->inner == nullptr || s_->outer == nullptr ||
+      EVP_DigestInit_ex(s_->inner, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(s_->inner, ipad.data(), ipad.size()) != 1 ||
+      EVP_DigestInit_ex(s_->outer, EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(s_->outer, opad.data(), opad.size()) != 1) {
+    CryptoFailure("SHA-256 set-up");
+  }
+  OPENSSL_cleanse(ipad.data(), ipad.size());
+  OPENSSL_cleanse(opad.data(), opad.size());
+}
+
+KeyedMac::~KeyedMac() = default;
+
+std::array<unsigned char, 32> KeyedMac::operator()(std::string_view data) const {
+  struct Scratch {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Scratch() { EVP_MD_CTX_free(ctx); }
+  };
+  thread_local Scratch scratch;
+  std::array<unsigned char, 32> inner_digest{}, out{};
+  unsigned int len = 0;
+  if (scratch.ctx == nullptr || EVP_MD_CTX_copy_ex(scratch.ctx, s_->inner) != 1 ||
+      EVP_DigestUpdate(scratch.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(scratch.ctx, inner_digest.data(), &len) != 1 ||
+      EVP_MD_CTX_copy_ex(scratch.ctx, s_->outer) != 1 ||
+      EVP_DigestUpdate(scratch.ctx, inner_digest.data(), inner_digest.size()) != 1 ||
+      EVP_DigestFinal_ex(scratch.ctx, out.data(), &len) != 1) {
+    CryptoFailure("HMAC-SHA-256");
+  }
+  return out;
+}
+
 TokenService::TokenService(store::Store* store, const Clock* clock, TokenServiceOptions options)
     : store_(store), clock_(clock), options_(options) {
-  if (::getrandom(key_.data(), key_.size(), 0) != static_cast<ssize_t>(key_.size())) {
+  std::array<unsigned char, 32> key{};
+  if (::getrandom(key.data(), key.size(), 0) != static_cast<ssize_t>(key.size())) {
     std::fputs("opensense: getrandom failed; cannot key the token cache\n", stderr);
     std::abort();
   }
+  mac_ = std::make_unique<KeyedMac>(key);
+  OPENSSL_cleanse(key.data(), key.size());
 }
 
-TokenService::~TokenService() { OPENSSL_cleanse(key_.data(), key_.size()); }
+TokenService::~TokenService() = default;
 
-std::array<unsigned char, 32> TokenService::Mac(std::string_view token) const {
-  std::array<unsigned char, 32> out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
-       reinterpret_cast<const unsigned char*>(token.data()), token.size(), out.data(), &len);
-  return out;
-}
+std::array<unsigned char, 32> TokenService::Mac(std::string_view token) const { return (*mac_)(token); }
 
 Result<IssuedToken> TokenService::Issue(TokenRecord record) {
   TokenParts parts{record.kind, RandomBase62(kTokenIdLength), RandomBase62(kSecretLength)};

@@ -12,6 +12,7 @@
 #include <array>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -47,6 +48,22 @@ struct Principal {
 struct IssuedToken {
   std::string token;
   TokenRecord record;
+};
+
+// HMAC-SHA-256 under one fixed key, with the key's inner and outer pads hashed once: the token
+// cache computes one per request, and OpenSSL's one-shot HMAC() costs more than the hashing.
+// Thread-safe.
+class KeyedMac {
+ public:
+  explicit KeyedMac(std::span<const unsigned char> key);
+  ~KeyedMac();
+  KeyedMac(const KeyedMac&) = delete;
+  KeyedMac& operator=(const KeyedMac&) = delete;
+  std::array<unsigned char, 32> operator()(std::string_view data) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
 };
 
 class TokenService {
@@ -88,7 +105,7 @@ class TokenService {
   store::Store* store_;
   const Clock* clock_;
   TokenServiceOptions options_;
-  std::array<unsigned char, 32> key_;
+  std::unique_ptr<KeyedMac> mac_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, CacheEntry> cache_;  // by token id
   std::unordered_map<std::int64_t, TimestampMs> touched_;

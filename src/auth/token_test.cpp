@@ -1,4 +1,11 @@
 #include <gtest/gtest.h>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "auth/token_format.hpp"
 #include "auth/token_service.hpp"
@@ -33,6 +40,40 @@ TEST(TokenFormat, RoundTripsAndRefusesEveryDamagedForm) {
 TEST(TokenFormat, SecretsAreLongAndRandom) {
   EXPECT_GE(kSecretLength * 5.95, 128.0);  // log2(62) = 5.95 bits per character
   EXPECT_NE(RandomBase62(24), RandomBase62(24));
+}
+
+std::string Hex(const std::array<unsigned char, 32>& d) {
+  std::string out;
+  for (unsigned char c : d) out += fmt::format("{:02x}", c);
+  return out;
+}
+
+// RFC 4231 test case 2, and OpenSSL's one-shot HMAC for a 32-byte key like the cache's, from
+// several threads at once (each thread has its own scratch context).
+TEST(KeyedMac, IsHmacSha256) {
+  const std::string jefe = "Jefe";
+  KeyedMac rfc({reinterpret_cast<const unsigned char*>(jefe.data()), jefe.size()});
+  EXPECT_EQ(Hex(rfc("what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  std::array<unsigned char, 32> key{};
+  for (std::size_t i = 0; i < key.size(); ++i) key[i] = static_cast<unsigned char>(i * 7 + 1);
+  KeyedMac mac(key);
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) {
+        const std::string data = fmt::format("osk_{}_{}", t, std::string(static_cast<std::size_t>(i % 90), 'x'));
+        std::array<unsigned char, 32> want{};
+        unsigned int len = 0;
+        HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+             reinterpret_cast<const unsigned char*>(data.data()), data.size(), want.data(), &len);
+        if (mac(data) != want) ++wrong[static_cast<std::size_t>(t)];
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong, std::vector<int>(4, 0));
 }
 
 TEST(Bcrypt, HashesAndVerifies) {

@@ -75,6 +75,8 @@ constexpr TimestampMs kNoTs = std::numeric_limits<TimestampMs>::min();
 // Rollup chunks cover fixed windows sized to hold ~48 buckets (well inside a B-tree page).
 constexpr TimestampMs kRollupPeriod[3] = {4 * kMsPerHour, 2 * kMsPerDay, 48 * kMsPerDay};
 constexpr int kLevel5m = 0, kLevel1h = 1, kLevel1d = 2;
+// A bucket's width per level (a local day may be 23 or 25 hours; used for estimates only).
+constexpr TimestampMs kRollupBucketWidth[3] = {5 * kMsPerMinute, kMsPerHour, kMsPerDay};
 
 // A function object rather than a function, so sorts, merges and binary searches inline it.
 struct ByTsLess {
@@ -1812,6 +1814,9 @@ Result<std::vector<RollupBucket>> SqliteStore::ReadRollups(Db* db, std::int64_t 
       "ORDER BY period"));
   s->Bind(1, series).Bind(2, level).Bind(3, FloorTo(a, kRollupPeriod[level])).Bind(4, b);
   std::vector<RollupBucket> out;
+  // A rollup chunk spans one period of its level; reserving for the whole range saves the
+  // reallocations of a long chart.
+  out.reserve(static_cast<std::size_t>(std::clamp<TimestampMs>((b - a) / kRollupBucketWidth[level] + 1, 0, 4096)));
   while (true) {
     OS_ASSIGN_OR_RETURN(bool row, s->Step());
     if (!row) break;
@@ -2030,16 +2035,30 @@ Result<SeriesResult> SqliteStore::QuerySeries(const SeriesQuery& q) {
                     : out.resolution == Resolution::k1h ? kLevel1h
                                                         : kLevel1d;
   OS_ASSIGN_OR_RETURN(auto stored, ReadRollups(db.get(), sid, level, first_bucket, q.to));
-  std::map<TimestampMs, RollupAgg> buckets;
-  for (auto& x : stored) buckets.emplace(x.bucket, x.agg);
-  // The head's readings of the same buckets (recent data not yet compacted).
-  auto lo = std::lower_bound(head.begin(), head.end(), Sample{first_bucket, 0},
-                             ByTs);
-  for (auto it = lo; it != head.end() && bucket_of(it->ts) < q.to; ++it) {
-    buckets[bucket_of(it->ts)].Add(it->ts, it->value);
+  // The head's readings of the same buckets (recent data not yet compacted), aggregated in time
+  // order, then merged with the stored buckets (both sorted by bucket start).
+  std::vector<RollupBucket> recent;
+  auto lo = std::lower_bound(head.begin(), head.end(), Sample{first_bucket, 0}, ByTs);
+  for (auto it = lo; it != head.end(); ++it) {
+    const TimestampMs b = bucket_of(it->ts);
+    if (b >= q.to) break;
+    if (recent.empty() || recent.back().bucket != b) recent.push_back(RollupBucket{b, {}});
+    recent.back().agg.Add(it->ts, it->value);
   }
-  out.points.reserve(buckets.size());
-  for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
+  out.points.reserve(stored.size() + recent.size());
+  auto r = recent.begin();
+  for (const RollupBucket& x : stored) {
+    for (; r != recent.end() && r->bucket < x.bucket; ++r) out.points.push_back(r->agg.ToPoint(r->bucket));
+    if (r != recent.end() && r->bucket == x.bucket) {
+      RollupAgg merged = x.agg;
+      merged.Merge(r->agg);
+      out.points.push_back(merged.ToPoint(x.bucket));
+      ++r;
+    } else {
+      out.points.push_back(x.agg.ToPoint(x.bucket));
+    }
+  }
+  for (; r != recent.end(); ++r) out.points.push_back(r->agg.ToPoint(r->bucket));
   return out;
 }
 
