@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,9 +47,10 @@ std::int64_t FloorDiv(std::int64_t a, std::int64_t b) {
 }
 
 struct Field {
-  std::string key;
+  std::string_view key;    // into the line, or into `scratch` when the key has escapes
   std::string_view value;  // as written (strings: without the quotes)
   bool is_string = false;
+  std::string scratch;
 };
 
 // Whether every byte is printable ASCII (0x20..0x7E), eight bytes at a time: such a line (the
@@ -86,28 +88,34 @@ class LineReader {
   explicit LineReader(std::string_view line) : line_(line) {}
 
   // Reads an escaped name up to an unescaped stop character (or the end). `escapable` are the
-  // characters a backslash escapes; "\\" is a backslash; any other backslash is literal.
-  std::string ReadName(std::string_view stops, std::string_view escapable) {
-    // Fast path: a name without backslashes is copied once.
+  // characters a backslash escapes; "\\" is a backslash; any other backslash is literal. The
+  // answer is a view into the line when the name has no backslash (the usual case), else into
+  // `scratch`, which must outlive its use.
+  std::string_view ReadName(std::string_view stops, std::string_view escapable, std::string& scratch) {
     std::size_t end = pos_;
     while (end < line_.size() && line_[end] != '\\' && !In(line_[end], stops)) ++end;
-    std::string out(line_.substr(pos_, end - pos_));
+    if (end == line_.size() || line_[end] != '\\') {
+      const std::string_view name = line_.substr(pos_, end - pos_);
+      pos_ = end;
+      return name;
+    }
+    scratch.assign(line_.substr(pos_, end - pos_));
     pos_ = end;
     while (pos_ < line_.size()) {
       const char c = line_[pos_];
       if (c == '\\' && pos_ + 1 < line_.size()) {
         const char next = line_[pos_ + 1];
         if (next == '\\' || escapable.find(next) != std::string_view::npos) {
-          out += next;
+          scratch += next;
           pos_ += 2;
           continue;
         }
       }
       if (In(c, stops)) break;
-      out += c;
+      scratch += c;
       ++pos_;
     }
-    return out;
+    return scratch;
   }
 
   // A field value: a quoted string (escapes \" and \\) or a bare token up to ',' or ' '.
@@ -243,30 +251,35 @@ class LineProtocolParser {
     }
 
     LineReader reader(line);
-    const std::string measurement = reader.ReadName(", ", ", ");
+    const std::string_view measurement = reader.ReadName(", ", ", ", measurement_scratch_);
     if (measurement.empty()) return Refuse(index, "missing measurement name");
-    std::optional<std::string> device;
+    std::optional<std::string_view> device;
     while (reader.Consume(',')) {
-      const std::string key = reader.ReadName(",= ", ",= ");
+      const std::string_view key = reader.ReadName(",= ", ",= ", key_scratch_);
       if (key.empty()) return Refuse(index, "empty tag key");
       if (!reader.Consume('=')) {
         return Refuse(index, fmt::format("tag {} has no value (expected '=')", Quoted(key)));
       }
-      std::string value = reader.ReadName(", ", ",= ");
+      std::string_view value = reader.ReadName(", ", ",= ", value_scratch_);
       if (value.empty())
         return Refuse(index, fmt::format("tag {} has an empty value", Quoted(key)));
       if (key == "device") {
         if (device) return Refuse(index, "tag device appears twice");
-        device = std::move(value);
+        if (value.data() == value_scratch_.data()) {  // unescaped into the scratch the next tag reuses
+          device_scratch_ = value_scratch_;
+          value = device_scratch_;
+        }
+        device = value;
       }
     }
     if (!reader.SkipSpaces() || reader.AtEnd()) {
       return Refuse(index, "missing fields: expected ' field=value' after the measurement");
     }
-    fields_.clear();
+    std::size_t fields = 0;
     do {
-      Field field;
-      field.key = reader.ReadName(",= ", ",= ");
+      if (fields == fields_.size()) fields_.emplace_back();  // a deque: earlier fields stay put
+      Field& field = fields_[fields++];
+      field.key = reader.ReadName(",= ", ",= ", field.scratch);
       if (field.key.empty()) return Refuse(index, "empty field key");
       if (!reader.Consume('=')) {
         return Refuse(index,
@@ -281,7 +294,6 @@ class LineProtocolParser {
         return Refuse(index, fmt::format("field {} has no value", Quoted(field.key)));
       }
       field.value = *value;
-      fields_.push_back(std::move(field));
     } while (reader.Consume(','));
 
     std::optional<TimestampMs> ts;
@@ -311,9 +323,9 @@ class LineProtocolParser {
       device.reset();  // the token names the device
     }
 
-    for (std::size_t i = 0; i < fields_.size(); ++i) {
+    for (std::size_t i = 0; i < fields; ++i) {
       const Field& field = fields_[i];
-      const std::string& metric = field.key == "value" ? measurement : field.key;
+      const std::string_view metric = field.key == "value" ? measurement : field.key;
       if (auto problem = CheckMetricName(metric)) {
         OS_RETURN_IF_ERROR(Refuse(index, std::move(*problem)));
         continue;
@@ -339,8 +351,8 @@ class LineProtocolParser {
       }
       ParsedRecord out;
       out.index = index;
-      out.device = device;
-      out.metric = metric;
+      if (device) out.device.emplace(*device);
+      out.metric.assign(metric);
       out.ts = ts;
       out.value = *value;
       if (!sink_.Add(std::move(out))) return sink_.TooMany();
@@ -378,7 +390,8 @@ class LineProtocolParser {
   const ParseOptions& options_;
   Precision precision_;
   RecordSink sink_;
-  std::vector<Field> fields_;  // reused from line to line
+  std::deque<Field> fields_;  // reused from line to line
+  std::string measurement_scratch_, key_scratch_, value_scratch_, device_scratch_;
 };
 
 }  // namespace
