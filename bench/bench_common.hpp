@@ -272,7 +272,11 @@ class PgFixtureCluster {
     std::getline(d, datadir_);
     ::setenv("OPENSENSE_STORE_PASSWORD", pw.c_str(), 1);
   }
-  ~PgFixtureCluster() { (void)std::system((script_ + " stop " + state_).c_str()); }
+  ~PgFixtureCluster() {
+    (void)std::system((script_ + " stop " + state_).c_str());
+    std::error_code ec;
+    std::filesystem::remove_all(state_, ec);
+  }
   PgFixtureCluster(const PgFixtureCluster&) = delete;
   PgFixtureCluster& operator=(const PgFixtureCluster&) = delete;
   const std::string& url() const { return url_; }  // the admin URL
