@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -252,6 +254,37 @@ inline FileUse InspectFile(const std::string& path) {
   }
   return u;
 }
+
+// A throwaway PostgreSQL 15 cluster (scripts/pg-fixture.sh under `source_dir`: 127.0.0.1, a temp
+// directory), stopped and deleted when this dies. Sets OPENSENSE_STORE_PASSWORD for the store.
+class PgFixtureCluster {
+ public:
+  PgFixtureCluster(const std::string& source_dir, std::string_view tag)
+      : script_(source_dir + "/scripts/pg-fixture.sh"),
+        state_((std::filesystem::temp_directory_path() / fmt::format("{}_cluster_{}", tag, ::getpid())).string()) {
+    if (std::system((script_ + " start " + state_ + " >&2").c_str()) != 0) {
+      throw std::runtime_error("could not start a PostgreSQL cluster");
+    }
+    std::ifstream u(state_ + "/url"), p(state_ + "/password"), d(state_ + "/datadir");
+    std::string pw;
+    std::getline(u, url_);
+    std::getline(p, pw);
+    std::getline(d, datadir_);
+    ::setenv("OPENSENSE_STORE_PASSWORD", pw.c_str(), 1);
+  }
+  ~PgFixtureCluster() {
+    (void)std::system((script_ + " stop " + state_).c_str());
+    std::error_code ec;
+    std::filesystem::remove_all(state_, ec);
+  }
+  PgFixtureCluster(const PgFixtureCluster&) = delete;
+  PgFixtureCluster& operator=(const PgFixtureCluster&) = delete;
+  const std::string& url() const { return url_; }  // the admin URL
+  const std::string& datadir() const { return datadir_; }
+
+ private:
+  std::string script_, state_, url_, datadir_;
+};
 
 // Keeps up to `inflight` batches outstanding against a store, as concurrent clients would: one
 // producer calls Submit; a waiter thread takes completions in FIFO order (the writer commits in

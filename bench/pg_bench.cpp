@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 
 #include "bench_common.hpp"
@@ -269,23 +270,11 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  std::string state;
+  std::optional<PgFixtureCluster> cluster;
   if (o.url.empty()) {
-    state = (std::filesystem::temp_directory_path() / fmt::format("pg_bench_cluster_{}", ::getpid())).string();
-    std::string cmd = std::string(OPENSENSE_SOURCE_DIR) + "/scripts/pg-fixture.sh start " + state + " >&2";
-    if (std::system(cmd.c_str()) != 0) throw std::runtime_error("could not start a PostgreSQL cluster");
-    std::ifstream u(state + "/url"), p(state + "/password");
-    std::getline(u, o.url);
-    std::string pw;
-    std::getline(p, pw);
-    ::setenv("OPENSENSE_STORE_PASSWORD", pw.c_str(), 1);
+    cluster.emplace(OPENSENSE_SOURCE_DIR, "pg_bench");
+    o.url = cluster->url();
   }
-  struct StopCluster {
-    std::string s;
-    ~StopCluster() {
-      if (!s.empty()) (void)std::system((std::string(OPENSENSE_SOURCE_DIR) + "/scripts/pg-fixture.sh stop " + s).c_str());
-    }
-  } stop{state};
   fmt::print("## PostgreSQL store (pg_bench)\n\n");
   fmt::print("{} devices x 2 metrics x {} timestamps = {} readings, time-ordered, 1,000-reading batches, "
              "16 in flight; synchronous_commit=on.\n\n",

@@ -13,8 +13,9 @@ packages=(
   # services the tests start on loopback (MQTT broker, PostgreSQL 15, the Caddy TLS proxy,
   # promtool from prometheus; systemd-analyze checks the units)
   mosquitto mosquitto-clients postgresql-15 caddy prometheus systemd
-  # backups: encryption to age recipients (opensense backup, backup_test)
-  age
+  # backups: encryption to age recipients (opensense backup, backup_test); physical PostgreSQL
+  # backups are zstd-compressed tars (pg_basebackup from postgresql-15)
+  age zstd tar
   # compliance reports: PDF via cairo + pango with a packaged font; poppler-utils (pdftotext,
   # pdfinfo, pdftoppm) checks the rendered reports in reports_test
   libcairo2-dev libpango1.0-dev fonts-dejavu-core poppler-utils

@@ -52,6 +52,7 @@ json ManifestJson(const backup::Manifest& m) {
           {"file", m.file},
           {"created_at", FormatRfc3339(m.created_at)},
           {"store_kind", backup::StoreKindName(m.store_kind)},
+          {"method", backup::BackupMethodName(m.method)},
           {"schema_version", m.schema_version},
           {"readings", m.readings},
           {"newest_reading", m.newest_reading ? json(FormatRfc3339(*m.newest_reading)) : json(nullptr)},
@@ -89,7 +90,8 @@ BackupCommands AddBackupCommand(CLI::App& app, BackupFlags* f) {
   c.restore->add_option("BACKUP", f->which, "Backup name or file (see `opensense backup list`)")->required();
   c.restore->add_option("--identity", f->identity, "age identity file (default: backup_identity_file)")
       ->type_name("FILE");
-  c.restore->add_option("--to", f->to, "Target: a data directory, sqlite:///path/opensense.db or postgres://HOST:PORT/DB")
+  c.restore->add_option("--to", f->to, "Target: a data directory, sqlite:///path/opensense.db or postgres://HOST:PORT/DB; "
+                                  "for a physical PostgreSQL backup an empty PostgreSQL data directory")
       ->required();
   c.restore->add_flag("--force", f->force, "Replace a target that already holds data");
   c.list = c.root->add_subcommand("list", "Every backup with its class, age, size and drill status");
@@ -121,6 +123,7 @@ Result<backup::BackupOptions> BackupOptionsFor(const Config& cfg, const Clock* c
   o.backup_dir = cfg.backup_dir;
   o.recipients = SplitRecipients(cfg.backup_recipients);
   o.recipients_file = cfg.backup_recipients_file;
+  o.pg_method = cfg.backup_method == "physical" ? backup::PgBackupMethod::kPhysical : backup::PgBackupMethod::kLogical;
   o.offsite_dir = cfg.backup_offsite_dir;
   o.offsite_command = cfg.backup_offsite_command;
   o.offsite_fetch_command = cfg.backup_offsite_fetch_command;
@@ -291,6 +294,7 @@ int RunBackupCommand(const BackupCommands& cmds, const BackupFlags& f, const Con
       j["target"] = report->target;
       j["restored_tables"] = report->tables;
       j["restored_readings"] = report->readings;
+      j["next_step"] = report->next_step;
       fmt::print("{}\n", j.dump(2));
     } else {
       const auto& m = report->manifest;
@@ -299,7 +303,7 @@ int RunBackupCommand(const BackupCommands& cmds, const BackupFlags& f, const Con
       fmt::print("  {} readings, newest {}\n", report->readings,
                  m.newest_reading ? FormatRfc3339(*m.newest_reading) : std::string("none"));
       for (const auto& [table, rows] : report->tables) fmt::print("  {:<22} {:>12} rows\n", table, rows);
-      fmt::print("row counts equal the manifest. Start `opensense serve` on it.\n");
+      fmt::print("{}\n", report->next_step);
     }
     return 0;
   }

@@ -505,6 +505,15 @@ const std::vector<Setting>& Table() {
                     "`backup_daily_keep_days`, the first of each week copied off-site); `off`: "
                     "only `opensense backup run`.",
                     OneOf({"hourly", "off"}), &Config::backup_schedule),
+      StringSetting("backup_method", "METHOD",
+                    "PostgreSQL stores: `logical` is `pg_dump` of the store's database (restore "
+                    "re-inserts every row and rebuilds the indexes: fine for small stores, and the "
+                    "way to move one database to another server); `physical` is `pg_basebackup` of "
+                    "the whole cluster (restore unpacks files into an empty data directory: what "
+                    "keeps a large store's restore within the 30-minute budget; needs the "
+                    "REPLICATION attribute and a pg_hba.conf `replication` line, see "
+                    "docs/operations.md). SQLite stores are always copied as a compacted file.",
+                    OneOf({"logical", "physical"}), &Config::backup_method),
       IntSetting("backup_hourly_keep_days", "DAYS", "Days an hourly backup is kept.", 1, 365,
                  &Config::backup_hourly_keep_days),
       IntSetting("backup_daily_keep_days", "DAYS",

@@ -120,6 +120,9 @@ struct Config {
   std::string backup_recipients_file;
   // "hourly" (default): the scheduler role backs up every hour when backup_dir is set; "off".
   std::string backup_schedule = "hourly";
+  // PostgreSQL stores: "logical" (default, pg_dump of the database) or "physical"
+  // (pg_basebackup of the whole cluster, restored by unpacking files).
+  std::string backup_method = "logical";
   // Hourly backups are kept this many days (1..365). Default 7.
   int backup_hourly_keep_days = 7;
   // The first backup of each day is kept this many days (1..3650). Default 30.

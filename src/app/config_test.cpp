@@ -115,7 +115,7 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 55u);
+  ASSERT_EQ(settings.size(), 56u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
@@ -132,7 +132,7 @@ TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
                                           "notify_max_attempts", "operator_email",
                                           "operator_telegram_chat", "operator_webhook_url",
                                           "backup_dir", "backup_recipients", "backup_recipients_file",
-                                          "backup_schedule", "backup_hourly_keep_days",
+                                          "backup_schedule", "backup_method", "backup_hourly_keep_days",
                                           "backup_daily_keep_days", "backup_offsite_dir",
                                           "backup_offsite_command", "backup_offsite_fetch_command",
                                           "backup_offsite_delete_command", "backup_offsite_keep_weeks",

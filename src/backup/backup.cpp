@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <csignal>
 #include <cmath>
 #include <cerrno>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <set>
 #include <sstream>
 
+#include "backup/pg_physical.hpp"
 #include "backup/subprocess.hpp"
 #include "store/postgres/pg_conn.hpp"
 #include "store/postgres/pg_store.hpp"
@@ -38,6 +40,7 @@ namespace {
 
 constexpr std::string_view kSqliteSuffix = ".sqlite.age";
 constexpr std::string_view kPgSuffix = ".pgdump.age";
+constexpr std::string_view kPgBaseSuffix = ".pgbase.tar.zst.age";
 constexpr std::string_view kOffsiteIndex = "offsite";
 constexpr const char* kOpenSenseVersion = "0.1.0";
 
@@ -345,18 +348,31 @@ Status CompareCounts(const Manifest& m, const Counts& c, std::vector<std::string
                             "says {}",
                             m.name, c.schema_version, m.schema_version));
   }
+  // A physical copy is consistent as of its end: each table lies between the counts taken
+  // before it began and after it ended.
+  const bool physical = m.method == BackupMethod::kPgBaseBackup;
   std::string diffs;
   std::set<std::string> names;
   for (const auto& [n, rows] : m.tables) names.insert(n);
+  for (const auto& [n, rows] : m.tables_at_end) names.insert(n);
   for (const auto& [n, rows] : c.tables) names.insert(n);
+  auto rows_in = [](const std::map<std::string, std::int64_t>& t, const std::string& n) {
+    auto it = t.find(n);
+    return it == t.end() ? std::optional<std::int64_t>() : it->second;
+  };
   for (const auto& n : names) {
-    auto a = m.tables.find(n);
-    auto b = c.tables.find(n);
-    const std::string want = a == m.tables.end() ? "absent" : std::to_string(a->second);
-    const std::string got = b == c.tables.end() ? "absent" : std::to_string(b->second);
-    if (want != got) diffs += fmt::format("{}{}: {} in the manifest, {} restored", diffs.empty() ? "" : "; ", n, want, got);
+    const auto before = rows_in(m.tables, n);
+    const auto after = physical ? rows_in(m.tables_at_end, n) : before;
+    const auto got = rows_in(c.tables, n);
+    if (got && (before || after)) {
+      const std::int64_t a = before ? *before : *after, b = after ? *after : *before;
+      if (*got >= std::min(a, b) && *got <= std::max(a, b)) continue;
+    }
+    auto text = [](std::optional<std::int64_t> v) { return v ? std::to_string(*v) : std::string("absent"); };
+    const std::string want = before == after ? text(before) : fmt::format("{} before the copy and {} after it", text(before), text(after));
+    diffs += fmt::format("{}{}: {} in the manifest, {} restored", diffs.empty() ? "" : "; ", n, want, text(got));
   }
-  if (c.readings != m.readings) {
+  if (!physical && c.readings != m.readings) {
     diffs += fmt::format("{}readings: {} in the manifest, {} restored", diffs.empty() ? "" : "; ", m.readings, c.readings);
   }
   if (!diffs.empty()) {
@@ -365,8 +381,9 @@ Status CompareCounts(const Manifest& m, const Counts& c, std::vector<std::string
   }
   if (checks) {
     checks->push_back(fmt::format("schema version {} as recorded", c.schema_version));
-    checks->push_back(fmt::format("row counts of {} tables equal the manifest ({} readings)",
-                                  c.tables.size(), c.readings));
+    checks->push_back(fmt::format("row counts of {} tables {} the manifest ({} readings)", c.tables.size(),
+                                  physical ? "lie between the counts before and after the copy in" : "equal",
+                                  c.readings));
   }
   return Ok();
 }
@@ -536,35 +553,95 @@ class ScratchDatabase {
   std::string server_, name_, url_;
 };
 
-std::map<std::string, std::string> PgEnv() {
-  std::map<std::string, std::string> env;
-  if (const char* pw = std::getenv("OPENSENSE_STORE_PASSWORD"); pw != nullptr && *pw != '\0') {
-    env["PGPASSWORD"] = pw;
-  }
-  return env;
-}
-
-// age -d | pg_restore into `url`, then the counts there.
-Result<Counts> RestorePg(const BackupRef& b, const std::string& identity, const std::string& url,
-                         bool clean) {
-  Command restore{{"pg_restore", "--single-transaction", "--no-owner", "--no-privileges"}, PgEnv()};
-  if (clean) restore.argv.insert(restore.argv.end(), {"--clean", "--if-exists"});
-  restore.argv.push_back("--dbname=" + url);
-  const std::vector<Command> pipeline = {AgeDecrypt(identity, b.FilePath(), ""), restore};
+// age -d of the backup piped into `consumers`. A failure of age (other than being cut off by a
+// consumer that failed first) is a decryption error; a consumer's is `what` failed.
+Status DecryptInto(const BackupRef& b, const std::string& identity, const std::vector<Command>& consumers,
+                   const std::string& what) {
+  std::vector<Command> pipeline = {AgeDecrypt(identity, b.FilePath(), "")};
+  pipeline.insert(pipeline.end(), consumers.begin(), consumers.end());
   OS_ASSIGN_OR_RETURN(auto outcomes, RunPipeline(pipeline));
-  if (outcomes[0].exit_code != 0) {
+  if (outcomes[0].exit_code != 0 && outcomes[0].exit_code != 128 + SIGPIPE) {
     Status st = PipelineStatus({pipeline[0]}, {outcomes[0]});
     return tl::unexpected(DecryptError(b.manifest, identity, st.error()));
   }
   if (Status st = PipelineStatus(pipeline, outcomes); !st) {
     return Fail(ErrorCode::kFailedPrecondition,
-                fmt::format("backup {}: pg_restore failed (nothing was restored, it runs in one "
-                            "transaction): {}",
-                            b.manifest.name, st.error().message));
+                fmt::format("backup {}: {}: {}", b.manifest.name, what, st.error().message));
   }
+  return Ok();
+}
+
+Result<Counts> PgCountsAt(const std::string& url) {
   OS_ASSIGN_OR_RETURN(auto info, store::postgres::ParseConnInfo(url));
   OS_ASSIGN_OR_RETURN(auto conn, Conn::Connect(info));
   return PgCounts(conn.get());
+}
+
+// age -d | pg_restore into `url`, then the counts there.
+Result<Counts> RestorePg(const BackupRef& b, const std::string& identity, const std::string& url,
+                         bool clean) {
+  Command restore{{"pg_restore", "--single-transaction", "--no-owner", "--no-privileges"}, PgPasswordEnv()};
+  if (clean) restore.argv.insert(restore.argv.end(), {"--clean", "--if-exists"});
+  restore.argv.push_back("--dbname=" + url);
+  OS_RETURN_IF_ERROR(DecryptInto(b, identity, {restore},
+                                 "pg_restore failed (nothing was restored, it runs in one transaction)"));
+  return PgCountsAt(url);
+}
+
+std::string PgBin(const BackupOptions& o) { return o.pg_bin_dir.empty() ? kDefaultPgBinDir : o.pg_bin_dir; }
+
+// Every table counted in one snapshot.
+Result<Counts> PgCountsInOneSnapshot(Conn* conn) {
+  OS_RETURN_IF_ERROR(conn->Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+  auto counts = PgCounts(conn);
+  conn->Rollback();
+  return counts;
+}
+
+// A physical backup unpacked into `dir` and checked by pg_verifybackup.
+Status UnpackBaseBackup(const BackupOptions& o, const BackupRef& b, const std::string& identity,
+                        const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!ec) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);  // plaintext inside
+  if (ec) return Fail(ErrorCode::kUnavailable, fmt::format("cannot create {}: {}", dir, ec.message()));
+  Progress(o, fmt::format("decrypting and unpacking {} into {}", b.manifest.file, dir));
+  OS_RETURN_IF_ERROR(DecryptInto(b, identity, UnpackCommands(dir), "unpacking the base backup failed"));
+  Progress(o, "checking every file and the WAL with pg_verifybackup");
+  if (Status st = VerifyDataDirectory(PgBin(o), dir); !st) {
+    return Fail(ErrorCode::kFailedPrecondition, fmt::format("backup {}: {}", b.manifest.name, st.error().message));
+  }
+  return Ok();
+}
+
+// The drill of a physical backup: unpack into a scratch directory, pg_verifybackup, start a
+// private server (it replays the WAL), then the same checks as a logical restore.
+Status DrillBaseBackup(const BackupOptions& o, const BackupRef& b, const std::string& identity,
+                       std::vector<std::string>* checks) {
+  const Manifest& m = b.manifest;
+  OS_ASSIGN_OR_RETURN(TempDir scratch, TempDir::Create(WorkDir(o), "verify"));
+  OS_ASSIGN_OR_RETURN(ServerUser user, ServerUserForThisProcess());
+  OS_RETURN_IF_ERROR(HandTreeTo(scratch.path(), user));  // empty still: the server user's own
+  const std::string data = scratch.path() + "/data";
+  OS_RETURN_IF_ERROR(UnpackBaseBackup(o, b, identity, data));
+  checks->push_back("decrypted and unpacked (age authenticates every chunk)");
+  checks->push_back("pg_verifybackup: every file matches the backup's own manifest; its WAL is complete");
+  Progress(o, "starting a scratch PostgreSQL on it (WAL replay)");
+  OS_ASSIGN_OR_RETURN(LocalPostgres server, LocalPostgres::Start({data, scratch.path() + "/run", PgBin(o), {}}));
+  checks->push_back(fmt::format("a scratch server replayed the WAL and accepted connections (127.0.0.1:{})", server.port()));
+  const std::string url = server.Url(m.role, m.database);
+  auto counts = PgCountsAt(url);
+  if (!counts) {
+    return Fail(ErrorCode::kFailedPrecondition,
+                fmt::format("backup {}: cannot read database {} of the restored cluster as role {} (the "
+                            "password is the store's, from OPENSENSE_STORE_PASSWORD): {}",
+                            m.name, m.database, m.role, counts.error().message));
+  }
+  OS_RETURN_IF_ERROR(CompareCounts(m, *counts, checks));
+  Progress(o, "re-deriving the rollups of a sample of devices");
+  OS_RETURN_IF_ERROR(CheckRollupSampleAt(url, m, checks));
+  OS_RETURN_IF_ERROR(server.Stop());
+  return Ok();
 }
 
 Result<VerifyReport> DoVerify(const BackupOptions& o, const BackupRef& b, const std::string& identity) {
@@ -585,6 +662,8 @@ Result<VerifyReport> DoVerify(const BackupOptions& o, const BackupRef& b, const 
     OS_RETURN_IF_ERROR(CheckSqliteFile(db_path, m, &report.checks));
     Progress(o, "re-deriving the rollups of a sample of devices");
     OS_RETURN_IF_ERROR(CheckRollupSampleAt("sqlite://" + db_path, m, &report.checks));
+  } else if (m.method == BackupMethod::kPgBaseBackup) {
+    OS_RETURN_IF_ERROR(DrillBaseBackup(o, b, identity, &report.checks));
   } else {
     OS_ASSIGN_OR_RETURN(ScratchDatabase scratch, ScratchDatabase::Create(o.store_url, Now(o)));
     Progress(o, fmt::format("restoring {} into a scratch database", m.file));
@@ -718,7 +797,12 @@ Result<Manifest> CreateBackup(const BackupOptions& o) {
   }
   const auto sqlite_path = SqlitePathOf(o.store_url);
   m.store_kind = sqlite_path ? StoreKind::kSqlite : StoreKind::kPostgres;
-  m.file = m.name + std::string(sqlite_path ? kSqliteSuffix : kPgSuffix);
+  m.method = sqlite_path ? BackupMethod::kSqliteFile
+             : o.pg_method == PgBackupMethod::kPhysical ? BackupMethod::kPgBaseBackup
+                                                         : BackupMethod::kPgDump;
+  m.file = m.name + std::string(m.method == BackupMethod::kSqliteFile ? kSqliteSuffix
+                                : m.method == BackupMethod::kPgDump   ? kPgSuffix
+                                                                      : kPgBaseSuffix);
   const std::string final_path = o.backup_dir + "/" + m.file;
   const std::string partial = final_path + ".partial";
   bool done = false;
@@ -767,6 +851,24 @@ Result<Manifest> CreateBackup(const BackupOptions& o) {
     encrypt.argv.push_back(snap);
     OS_RETURN_IF_ERROR(RunCommands({encrypt}));
     // tmp (the plaintext) is removed here, at the end of this scope.
+  } else if (m.method == BackupMethod::kPgBaseBackup) {
+    OS_ASSIGN_OR_RETURN(auto info, store::postgres::ParseConnInfo(o.store_url));
+    OS_ASSIGN_OR_RETURN(auto conn, Conn::Connect(info));
+    OS_ASSIGN_OR_RETURN(PgResult who, conn->Exec("SELECT current_database(), current_user"));
+    m.database = who.Text(0, 0);
+    m.role = who.Text(0, 1);
+    OS_ASSIGN_OR_RETURN(counts, PgCountsInOneSnapshot(conn.get()));
+    Progress(o, fmt::format("{} readings before the copy; pg_basebackup of the cluster streamed into age ({} "
+                            "recipient(s))",
+                            counts.readings, recipients.size()));
+    const std::vector<Command> pipeline = {BaseBackupCommand(PgBin(o), o.store_url, m.name), AgeEncrypt(o, partial)};
+    OS_ASSIGN_OR_RETURN(auto outcomes, RunPipeline(pipeline));
+    if (outcomes[0].exit_code != 0) {
+      return tl::unexpected(ExplainBaseBackupFailure(o.store_url, PipelineStatus({pipeline[0]}, {outcomes[0]}).error()));
+    }
+    OS_RETURN_IF_ERROR(PipelineStatus(pipeline, outcomes));
+    OS_ASSIGN_OR_RETURN(Counts after, PgCountsInOneSnapshot(conn.get()));
+    m.tables_at_end = after.tables;
   } else {
     OS_ASSIGN_OR_RETURN(auto info, store::postgres::ParseConnInfo(o.store_url));
     OS_ASSIGN_OR_RETURN(auto conn, Conn::Connect(info));
@@ -776,7 +878,7 @@ Result<Manifest> CreateBackup(const BackupOptions& o) {
     OS_ASSIGN_OR_RETURN(counts, PgCounts(conn.get()));
     Progress(o, fmt::format("snapshot: {} readings; pg_dump -Fc streamed into age ({} recipient(s))",
                             counts.readings, recipients.size()));
-    Command dump{{"pg_dump", "--format=custom", "--snapshot=" + snapshot_id, "--dbname=" + o.store_url}, PgEnv()};
+    Command dump{{"pg_dump", "--format=custom", "--snapshot=" + snapshot_id, "--dbname=" + o.store_url}, PgPasswordEnv()};
     Status st = RunCommands({dump, AgeEncrypt(o, partial)});
     conn->Rollback();
     OS_RETURN_IF_ERROR(st);
@@ -830,7 +932,7 @@ Result<BackupRef> FindBackup(const BackupOptions& o, const std::string& which) {
     ref.dir = o.backup_dir;
     name = which;
   }
-  name = strip(strip(strip(name, ".manifest.json"), kSqliteSuffix), kPgSuffix);
+  name = strip(strip(strip(strip(name, ".manifest.json"), kSqliteSuffix), kPgSuffix), kPgBaseSuffix);
   if (!IsValidBackupName(name)) {
     return Fail(ErrorCode::kInvalidArgument, fmt::format("'{}' is not a backup name (see `opensense backup list`)", which));
   }
@@ -868,6 +970,62 @@ Result<VerifyReport> VerifyBackup(const BackupOptions& o, const BackupRef& b, co
   }
   return report;
 }
+
+namespace {
+
+// A physical backup into an empty data directory `to`, for the operator to start PostgreSQL on.
+Result<RestoreReport> RestoreBaseBackup(const BackupOptions& o, const BackupRef& b, const std::string& identity,
+                                        const std::string& to) {
+  const Manifest& m = b.manifest;
+  if (IsPostgresUrl(to) || SqlitePathOf(to)) {
+    return Fail(ErrorCode::kInvalidArgument,
+                fmt::format("backup {} is a physical copy of a whole PostgreSQL cluster (pg_basebackup): "
+                            "restore it into an empty data directory, e.g. --to /var/lib/postgresql/15/main, "
+                            "and start PostgreSQL on it. To move one database into a running server, use a "
+                            "logical backup (backup_method = \"logical\")",
+                            m.name));
+  }
+  std::error_code ec;
+  if (fs::exists(to, ec) && !fs::is_empty(to, ec)) {
+    return Fail(ErrorCode::kFailedPrecondition,
+                fmt::format("{} is not empty: a physical backup is restored into an empty data directory "
+                            "(--force does not apply). Stop PostgreSQL, move the old directory aside "
+                            "(mv {} {}.old) and restore again",
+                            to, to, to));
+  }
+  const bool existed = fs::exists(to, ec);
+  auto clear = [&] {
+    std::error_code e;
+    if (!existed) {
+      fs::remove_all(to, e);
+      return;
+    }
+    for (const auto& entry : fs::directory_iterator(to, e)) fs::remove_all(entry.path(), e);
+  };
+  if (Status st = UnpackBaseBackup(o, b, identity, to); !st) {
+    clear();
+    return tl::unexpected(st.error());
+  }
+  auto user = ServerUserForThisProcess();
+  if (Status st = user ? HandTreeTo(to, *user) : Status(tl::unexpected(user.error())); !st) {
+    clear();
+    return tl::unexpected(st.error());
+  }
+  RestoreReport report;
+  report.manifest = m;
+  report.target = fs::absolute(to).lexically_normal().string();
+  report.tables = m.tables;
+  report.readings = m.readings;
+  report.next_step = fmt::format(
+      "files checked with pg_verifybackup; row counts are the manifest's (counted before the copy). "
+      "Start PostgreSQL on {} as the postgres user (Debian: `systemctl start postgresql@15-main`; its "
+      "configuration in /etc/postgresql/15/main is not in the backup; elsewhere `pg_ctl -D {} start`): "
+      "it replays the WAL in the backup, then accepts connections. Then start `opensense serve`.",
+      report.target, report.target);
+  return report;
+}
+
+}  // namespace
 
 Result<RestoreReport> RestoreBackup(const BackupOptions& o, const BackupRef& b, const std::string& identity,
                                     const std::string& to, bool force) {
@@ -924,8 +1082,10 @@ Result<RestoreReport> RestoreBackup(const BackupOptions& o, const BackupRef& b, 
     report.target = "sqlite://" + fs::absolute(path).lexically_normal().string();
     report.tables = m.tables;
     report.readings = m.readings;
+    report.next_step = "row counts equal the manifest. Start `opensense serve` on it.";
     return report;
   }
+  if (m.method == BackupMethod::kPgBaseBackup) return RestoreBaseBackup(o, b, identity, to);
   if (!IsPostgresUrl(to)) {
     return Fail(ErrorCode::kInvalidArgument,
                 fmt::format("backup {} is a PostgreSQL dump: restore it with --to postgres://HOST:PORT/DB "
@@ -951,6 +1111,7 @@ Result<RestoreReport> RestoreBackup(const BackupOptions& o, const BackupRef& b, 
   report.target = to;
   report.tables = c.tables;
   report.readings = c.readings;
+  report.next_step = "row counts equal the manifest. Start `opensense serve` on it.";
   return report;
 }
 
@@ -976,7 +1137,7 @@ Result<std::vector<ListedBackup>> ListBackups(const BackupOptions& o) {
         b.problem = m.error().message;
       }
       out.push_back(std::move(b));
-    } else if (f.ends_with(kSqliteSuffix) || f.ends_with(kPgSuffix)) {
+    } else if (f.ends_with(kSqliteSuffix) || f.ends_with(kPgSuffix) || f.ends_with(kPgBaseSuffix)) {
       encrypted.push_back(f);
     }
   }

@@ -1,13 +1,14 @@
 // Backups that are proven: `CreateBackup` takes a consistent hot snapshot of the store (SQLite:
 // VACUUM INTO a 0700 temporary directory on the data volume, compacted, fsynced, encrypted, the
-// plaintext deleted; PostgreSQL: pg_dump -Fc of an exported snapshot streamed into age),
+// plaintext deleted; PostgreSQL: pg_dump -Fc of an exported snapshot streamed into age, or with
+// PgBackupMethod::kPhysical pg_basebackup of the whole cluster streamed into age, pg_physical.hpp),
 // encrypted with `age` to public recipients only, so the private key is never needed on the
 // host; `VerifyBackup` is a restore drill into a scratch store; `RestoreBackup` restores into a
 // fresh store; the off-site functions copy weekly backups to a directory or through the
 // operator's command, fetch them back for drills and prune them.
 //
-// Files in the backup directory: `<name>.sqlite.age` or `<name>.pgdump.age`, the encrypted
-// snapshot, and `<name>.manifest.json` (manifest.hpp). `offsite/<name>.manifest.json` records
+// Files in the backup directory: `<name>.sqlite.age`, `<name>.pgdump.age` or
+// `<name>.pgbase.tar.zst.age`, the encrypted snapshot, and `<name>.manifest.json` (manifest.hpp). `offsite/<name>.manifest.json` records
 // each copy at the off-site target (the index the off-site drill and pruning work from).
 //
 // Threads: every function may run on any thread; two functions must not write the same backup
@@ -27,6 +28,16 @@
 #include "store/store.hpp"
 
 namespace opensense::backup {
+
+// How a PostgreSQL store is backed up (a SQLite store is always copied as a compacted file).
+//  - kLogical: `pg_dump -Fc` of the store's database. Restoring re-inserts every row and rebuilds
+//    the indexes (minutes per 10 million readings); it can move the database to another server
+//    or version. Needs nothing beyond the store's own login.
+//  - kPhysical: `pg_basebackup` of the whole cluster (files + the WAL to make them consistent).
+//    Restoring unpacks files into an empty data directory; the server replays the WAL on start.
+//    Needs a role with the REPLICATION attribute and a pg_hba.conf `replication` line; the drill
+//    needs the server programs (postgresql-15) on the drilling host.
+enum class PgBackupMethod { kLogical, kPhysical };
 
 struct BackupOptions {
   // The store to back up (and, for PostgreSQL drills, the server the scratch database is made
@@ -51,6 +62,10 @@ struct BackupOptions {
   std::string offsite_command;
   std::string offsite_fetch_command;
   std::string offsite_delete_command;
+  PgBackupMethod pg_method = PgBackupMethod::kLogical;
+  // PostgreSQL's programs for physical backups (pg_basebackup, pg_verifybackup, pg_ctl, postgres).
+  // Empty: Debian's /usr/lib/postgresql/15/bin.
+  std::string pg_bin_dir;
   RetentionSchedule schedule;
   const Clock* clock = nullptr;  // nullptr: the system clock
   // Progress lines for the CLI and the log ("snapshot taken: 10,000,000 readings"); may be empty.
@@ -83,10 +98,12 @@ struct VerifyReport {
 
 // The restore drill: checks the SHA-256 against the manifest, decrypts with `identity_file`,
 // restores into a scratch store (a temp SQLite file; a scratch PostgreSQL database on the
-// server of options.store_url), runs PRAGMA integrity_check / pg_restore's status, compares the
-// schema version and every table's row count with the manifest, re-derives the rollups of a
-// sample of devices from raw readings and compares them with the restored ones, then drops the
-// scratch store. The outcome is written into the manifest (`verification`). An error message
+// server of options.store_url; for a physical backup a scratch data directory checked with
+// pg_verifybackup and a private server started on it, connected to as the manifest's role with
+// OPENSENSE_STORE_PASSWORD), runs PRAGMA integrity_check / pg_restore's status, compares the
+// schema version and every table's row count with the manifest (a physical copy: between the
+// counts taken before and after it), re-derives the rollups of a sample of devices from raw
+// readings and compares them with the restored ones, then drops the scratch store. The outcome is written into the manifest (`verification`). An error message
 // says what failed and what to do.
 Result<VerifyReport> VerifyBackup(const BackupOptions& options, const BackupRef& backup,
                                   const std::string& identity_file, const std::string& source = "local");
@@ -96,10 +113,14 @@ struct RestoreReport {
   std::string target;  // the store URL restored into
   std::map<std::string, std::int64_t> tables;
   std::int64_t readings = 0;
+  std::string next_step;  // what the operator does next, in words
 };
 
 // Restores into `to`: a directory (its opensense.db), sqlite:///path, or postgres://host/db (of
-// the backup's kind). Refuses a target that holds data unless `force`.
+// the backup's kind). Refuses a target that holds data unless `force`. A physical backup goes
+// into `to` as a PostgreSQL data directory, which must be empty or absent (`force` does not
+// apply), is checked with pg_verifybackup and handed to the `postgres` user when run as root;
+// the operator then starts PostgreSQL on it.
 Result<RestoreReport> RestoreBackup(const BackupOptions& options, const BackupRef& backup,
                                     const std::string& identity_file, const std::string& to, bool force);
 

@@ -2,7 +2,9 @@
 // PostgreSQL test cluster, and the real `opensense` binary for the disaster-recovery rehearsal.
 #include "backup/backup.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -13,9 +15,11 @@
 
 #include "api/http/client.hpp"
 #include "backup/jobs.hpp"
+#include "backup/pg_physical.hpp"
 #include "backup/subprocess.hpp"
 #include "core/time_zone.hpp"
 #include "opensense_process.hpp"
+#include "store/postgres/pg_conn.hpp"
 #include "store/test_util.hpp"
 
 namespace opensense::backup {
@@ -189,6 +193,23 @@ std::map<std::string, std::vector<SeriesPoint>> AllSeries(store::Store& st, OrgI
   return out;
 }
 
+// A hot backup holds a prefix of what the writer acknowledged: every series equals the source's
+// up to the newest timestamp the copy has (the writer commits whole timestamps in order).
+void ExpectSnapshotOfSource(store::Store& source, store::Store& copy_store, OrgId org) {
+  auto src = AllSeries(source, org);
+  auto copy = AllSeries(copy_store, org);
+  ASSERT_EQ(src.size(), copy.size());
+  const TimestampMs cut = copy.begin()->second.back().t;
+  for (auto& [key, points] : src) {
+    std::erase_if(points, [&](const SeriesPoint& p) { return p.t > cut; });
+    ASSERT_EQ(points.size(), copy[key].size()) << key;
+    for (std::size_t i = 0; i < points.size(); ++i) {
+      ASSERT_EQ(points[i].t, copy[key][i].t);
+      ASSERT_EQ(points[i].v, copy[key][i].v);
+    }
+  }
+}
+
 TEST_F(BackupTest, HotBackupWhileIngestingVerifiesAndRestoresTheSnapshot) {
   Filled f = Fill(StoreUrl(), &clock_, 4, 3);
   BackgroundWriter writer(f, clock_);
@@ -240,18 +261,7 @@ TEST_F(BackupTest, HotBackupWhileIngestingVerifiesAndRestoresTheSnapshot) {
   auto digest = DigestStore(**back);
   ASSERT_TRUE(digest);
   EXPECT_EQ(digest->readings, m->readings);
-  auto source = AllSeries(*f.store, f.org);
-  auto copy = AllSeries(**back, f.org);
-  ASSERT_EQ(source.size(), copy.size());
-  const TimestampMs cut = copy.begin()->second.back().t;
-  for (auto& [key, points] : source) {
-    std::erase_if(points, [&](const SeriesPoint& p) { return p.t > cut; });
-    ASSERT_EQ(points.size(), copy[key].size()) << key;
-    for (std::size_t i = 0; i < points.size(); ++i) {
-      ASSERT_EQ(points[i].t, copy[key][i].t);
-      ASSERT_EQ(points[i].v, copy[key][i].v);
-    }
-  }
+  ExpectSnapshotOfSource(*f.store, **back, f.org);
   (*back)->Close();
   f.store->Close();
 }
@@ -591,6 +601,158 @@ TEST_F(BackupTest, PostgresBackupWhileIngestingVerifiesAndRestores) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("does not match its manifest"), std::string::npos);
   f.store->Close();
+}
+
+// ---- PostgreSQL, physical (pg_basebackup) ----------------------------------------------------
+
+TEST_F(BackupTest, PostgresPhysicalBackupWhileIngestingDrillsAndRestoresIntoAnEmptyDataDirectory) {
+  auto admin = store::TestPostgresUrl();
+  if (!admin) GTEST_SKIP() << "no PostgreSQL test cluster (run through ctest)";
+  const std::string url = store::FreshPostgresDatabase(*admin, dir_.path() + "phys");
+  Filled f = Fill(url, &clock_, 3, 2);
+  BackupOptions o = Options(url);
+  o.pg_method = PgBackupMethod::kPhysical;
+
+  // Hot: the writer keeps ingesting while pg_basebackup copies the cluster.
+  BackgroundWriter writer(f, clock_);
+  writer.WaitFor(100);
+  const std::int64_t acked_before = f.readings + writer.acked();
+  auto m = CreateBackup(o);
+  writer.WaitFor(writer.acked() + 12);  // still ingesting after the copy
+  writer.Stop();
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->method, BackupMethod::kPgBaseBackup);
+  EXPECT_TRUE(m->file.ends_with(".pgbase.tar.zst.age")) << m->file;
+  EXPECT_EQ(m->role, "opensense");
+  EXPECT_EQ(m->database, url.substr(url.rfind('/') + 1));
+  EXPECT_GE(m->readings, acked_before);
+  EXPECT_GE(m->tables_at_end.at("readings"), m->readings);
+  EXPECT_LE(m->tables_at_end.at("readings"), f.readings + writer.acked());
+  {
+    std::ifstream in(o.backup_dir + "/" + m->file, std::ios::binary);
+    std::string head(21, '\0');
+    in.read(head.data(), 21);
+    EXPECT_EQ(head, "age-encryption.org/v1");
+  }
+  auto ref = FindBackup(o, m->name);
+  ASSERT_TRUE(ref) << ref.error().message;
+  EXPECT_EQ(ref->manifest, *m);
+
+  // The drill: unpack, pg_verifybackup, a scratch server, counts, rollups.
+  auto v = VerifyBackup(o, *ref, key_.identity_file);
+  ASSERT_TRUE(v) << v.error().message;
+  std::string checks;
+  for (const auto& c : v->checks) checks += c + "\n";
+  EXPECT_NE(checks.find("pg_verifybackup"), std::string::npos) << checks;
+  EXPECT_NE(checks.find("replayed the WAL"), std::string::npos) << checks;
+  EXPECT_NE(checks.find("between the counts before and after"), std::string::npos) << checks;
+  EXPECT_NE(checks.find("rollups of"), std::string::npos) << checks;
+  ExpectNoTempDirs();
+
+  // Disaster recovery: unpack into an empty data directory, start PostgreSQL on it, read back.
+  const std::string pgdata = dir_.path() + "/pgdata";
+  auto r = RestoreBackup(o, *ref, key_.identity_file, pgdata, false);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_NE(r->next_step.find("Start PostgreSQL on"), std::string::npos) << r->next_step;
+  EXPECT_TRUE(fs::exists(pgdata + "/backup_label"));
+  EXPECT_EQ(fs::status(pgdata).permissions() & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+  auto server = LocalPostgres::Start({pgdata, dir_.path() + "/pgrun", kDefaultPgBinDir, {}});
+  ASSERT_TRUE(server) << server.error().message;
+  {
+    store::StoreOptions so;
+    so.url = server->Url(m->role, m->database);
+    so.clock = &clock_;
+    auto back = store::OpenStore(so);
+    ASSERT_TRUE(back) << back.error().message;
+    auto digest = DigestStore(**back);
+    ASSERT_TRUE(digest) << digest.error().message;
+    EXPECT_GE(digest->readings, m->readings);
+    EXPECT_LE(digest->readings, m->tables_at_end.at("readings"));
+    ExpectSnapshotOfSource(*f.store, **back, f.org);
+    (*back)->Close();
+  }
+  // That server's pg_hba.conf has no replication line: a physical backup of it says what to add.
+  BackupOptions of_restored = o;
+  of_restored.store_url = server->Url(m->role, m->database);
+  of_restored.backup_dir = dir_.path() + "/backups-of-restored";
+  auto no_hba = CreateBackup(of_restored);
+  ASSERT_FALSE(no_hba);
+  EXPECT_EQ(no_hba.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(no_hba.error().message.find("`host    replication   opensense   127.0.0.1/32   scram-sha-256`"),
+            std::string::npos) << no_hba.error().message;
+  EXPECT_NE(no_hba.error().message.find("pg_reload_conf()"), std::string::npos);
+  EXPECT_TRUE(!fs::exists(of_restored.backup_dir) || fs::is_empty(of_restored.backup_dir));
+  ASSERT_TRUE(server->Stop());
+
+  // A restore target that is not empty, or a database URL, is refused with what to do instead.
+  auto occupied = RestoreBackup(o, *ref, key_.identity_file, pgdata, true);
+  ASSERT_FALSE(occupied);
+  EXPECT_NE(occupied.error().message.find("move the old directory aside"), std::string::npos) << occupied.error().message;
+  auto to_db = RestoreBackup(o, *ref, key_.identity_file, url, false);
+  ASSERT_FALSE(to_db);
+  EXPECT_NE(to_db.error().message.find("empty data directory"), std::string::npos) << to_db.error().message;
+
+  // A restored table outside the manifest's before/after counts fails the drill, named.
+  Manifest tampered = ref->manifest;
+  tampered.tables["readings"] = m->tables_at_end.at("readings") + 1000;
+  tampered.tables_at_end["readings"] = m->tables_at_end.at("readings") + 2000;
+  std::ofstream(ref->ManifestPath(), std::ios::trunc) << SerializeManifest(tampered);
+  auto miscounted = VerifyBackup(o, *FindBackup(o, m->name), key_.identity_file);
+  ASSERT_FALSE(miscounted);
+  EXPECT_NE(miscounted.error().message.find("readings: " + std::to_string(tampered.tables["readings"]) +
+                                            " before the copy and"),
+            std::string::npos) << miscounted.error().message;
+  std::ofstream(ref->ManifestPath(), std::ios::trunc) << SerializeManifest(*m);
+
+  // The wrong identity, then one flipped byte.
+  auto wrong = VerifyBackup(o, *ref, other_key_.identity_file);
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message.find("wrong key"), std::string::npos) << wrong.error().message;
+  FlipByte(ref->FilePath(), m->encrypted_bytes / 2);
+  auto bad = VerifyBackup(o, *ref, key_.identity_file);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("does not match its manifest"), std::string::npos) << bad.error().message;
+  auto failed_restore = RestoreBackup(o, *ref, key_.identity_file, dir_.path() + "/pgdata2", false);
+  ASSERT_FALSE(failed_restore);
+  EXPECT_FALSE(fs::exists(dir_.path() + "/pgdata2"));
+  ExpectNoTempDirs();
+  f.store->Close();
+}
+
+TEST_F(BackupTest, PhysicalBackupWithoutTheReplicationAttributeSaysWhatToAdd) {
+  auto admin = store::TestPostgresUrl();
+  if (!admin) GTEST_SKIP() << "no PostgreSQL test cluster (run through ctest)";
+  // A role that owns its database but may not replicate (the store's usual set-up).
+  const std::string role = "norepl_" + std::to_string(::getpid());
+  {
+    auto conn = store::postgres::Conn::Connect(*store::postgres::ParseConnInfo(*admin));
+    ASSERT_TRUE(conn) << conn.error().message;
+    ASSERT_TRUE((*conn)->Exec(fmt::format("CREATE ROLE {} LOGIN NOREPLICATION PASSWORD '{}'", role,
+                                          std::getenv("OPENSENSE_STORE_PASSWORD"))));
+    ASSERT_TRUE((*conn)->Exec(fmt::format("CREATE DATABASE {0} OWNER {0}", role)));
+  }
+  std::string url = *admin;
+  url.replace(url.find("opensense@"), 9, role);
+  url = url.substr(0, url.rfind('/') + 1) + role;
+  {
+    store::StoreOptions so;
+    so.url = url;
+    auto st = store::OpenStore(so);  // creates the schema as that role
+    ASSERT_TRUE(st) << st.error().message;
+    (*st)->Close();
+  }
+  BackupOptions o = Options(url);
+  o.pg_method = PgBackupMethod::kPhysical;
+  auto m = CreateBackup(o);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(m.error().message.find("ALTER ROLE " + role + " REPLICATION;"), std::string::npos) << m.error().message;
+  EXPECT_NE(m.error().message.find("backup_method = \"logical\""), std::string::npos);
+  EXPECT_TRUE(!fs::exists(o.backup_dir) || fs::is_empty(o.backup_dir));
+  // The logical method needs no more than the store's login.
+  o.pg_method = PgBackupMethod::kLogical;
+  auto logical = CreateBackup(o);
+  EXPECT_TRUE(logical) << logical.error().message;
 }
 
 // ---- disaster-recovery rehearsal -----------------------------------------------------------

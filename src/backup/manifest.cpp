@@ -82,6 +82,23 @@ Result<std::int64_t> Int(const json& j, const char* key, std::int64_t min) {
   return v;
 }
 
+// A table -> rows object.
+Result<std::map<std::string, std::int64_t>> TableCounts(const json& j, const char* key) {
+  auto tables = j.find(key);
+  if (tables == j.end() || !tables->is_object()) return Bad(fmt::format("'{}' is missing or not an object", key));
+  if (tables->size() > kMaxTables) return Bad(fmt::format("more than {} tables", kMaxTables));
+  std::map<std::string, std::int64_t> out;
+  for (const auto& [name, rows] : tables->items()) {
+    if (!IsTableName(name)) return Bad("a table name is not 1-63 of a-z 0-9 _");
+    if (!rows.is_number_integer() || rows.get<std::int64_t>() < 0 ||
+        (rows.is_number_unsigned() && rows.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))) {
+      return Bad(fmt::format("rows of table '{}' are not a count", name));
+    }
+    out[name] = rows.get<std::int64_t>();
+  }
+  return out;
+}
+
 Result<Verification> ParseVerification(const json& j) {
   if (!j.is_object()) return Bad("'verification' is not an object");
   Verification v;
@@ -102,6 +119,15 @@ Result<Verification> ParseVerification(const json& j) {
 
 std::string_view StoreKindName(StoreKind kind) {
   return kind == StoreKind::kSqlite ? "sqlite" : "postgres";
+}
+
+std::string_view BackupMethodName(BackupMethod method) {
+  switch (method) {
+    case BackupMethod::kSqliteFile: return "sqlite_file";
+    case BackupMethod::kPgDump: return "pg_dump";
+    case BackupMethod::kPgBaseBackup: return "pg_basebackup";
+  }
+  return "?";
 }
 
 std::string ManifestFileName(std::string_view backup_name) {
@@ -125,6 +151,7 @@ std::string SerializeManifest(const Manifest& m) {
             {"file", m.file},
             {"created_at_ms", m.created_at},
             {"store_kind", StoreKindName(m.store_kind)},
+            {"method", BackupMethodName(m.method)},
             {"schema_version", m.schema_version},
             {"tables", tables},
             {"readings", m.readings},
@@ -135,6 +162,13 @@ std::string SerializeManifest(const Manifest& m) {
             {"duration_ms", m.duration_ms},
             {"recipients", m.recipients},
             {"opensense_version", m.opensense_version}};
+  if (m.method == BackupMethod::kPgBaseBackup) {
+    json at_end = json::object();
+    for (const auto& [name, rows] : m.tables_at_end) at_end[name] = rows;
+    j["database"] = m.database;
+    j["role"] = m.role;
+    j["tables_at_end"] = at_end;
+  }
   if (m.verification) {
     const auto& v = *m.verification;
     j["verification"] = {{"status", v.status == DrillStatus::kPassed ? "passed" : "failed"},
@@ -176,20 +210,19 @@ Result<Manifest> ParseManifest(std::string_view text) {
   if (kind == "sqlite") m.store_kind = StoreKind::kSqlite;
   else if (kind == "postgres") m.store_kind = StoreKind::kPostgres;
   else return Bad("'store_kind' is neither sqlite nor postgres");
+  m.method = m.store_kind == StoreKind::kSqlite ? BackupMethod::kSqliteFile : BackupMethod::kPgDump;
+  if (j.contains("method")) {
+    OS_ASSIGN_OR_RETURN(std::string method, Text(j, "method", 32));
+    const bool sqlite = m.store_kind == StoreKind::kSqlite;
+    if (method == "sqlite_file" && sqlite) m.method = BackupMethod::kSqliteFile;
+    else if (method == "pg_dump" && !sqlite) m.method = BackupMethod::kPgDump;
+    else if (method == "pg_basebackup" && !sqlite) m.method = BackupMethod::kPgBaseBackup;
+    else return Bad("'method' is not sqlite_file (sqlite), pg_dump or pg_basebackup (postgres)");
+  }
   OS_ASSIGN_OR_RETURN(std::int64_t schema, Int(j, "schema_version", 1));
   if (schema > 1'000'000) return Bad("'schema_version' is out of range");
   m.schema_version = static_cast<int>(schema);
-  auto tables = j.find("tables");
-  if (tables == j.end() || !tables->is_object()) return Bad("'tables' is missing or not an object");
-  if (tables->size() > kMaxTables) return Bad(fmt::format("more than {} tables", kMaxTables));
-  for (const auto& [name, rows] : tables->items()) {
-    if (!IsTableName(name)) return Bad("a table name is not 1-63 of a-z 0-9 _");
-    if (!rows.is_number_integer() || rows.get<std::int64_t>() < 0 ||
-        (rows.is_number_unsigned() && rows.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))) {
-      return Bad(fmt::format("rows of table '{}' are not a count", name));
-    }
-    m.tables[name] = rows.get<std::int64_t>();
-  }
+  OS_ASSIGN_OR_RETURN(m.tables, TableCounts(j, "tables"));
   OS_ASSIGN_OR_RETURN(m.readings, Int(j, "readings", 0));
   auto newest = j.find("newest_reading_ms");
   if (newest == j.end()) return Bad("'newest_reading_ms' is missing");
@@ -212,6 +245,12 @@ Result<Manifest> ParseManifest(std::string_view text) {
     m.recipients.push_back(r.get<std::string>());
   }
   OS_ASSIGN_OR_RETURN(m.opensense_version, Text(j, "opensense_version", 64));
+  if (m.method == BackupMethod::kPgBaseBackup) {
+    OS_ASSIGN_OR_RETURN(m.database, Text(j, "database", 63));
+    OS_ASSIGN_OR_RETURN(m.role, Text(j, "role", 63));
+    if (m.database.empty() || m.role.empty()) return Bad("'database' or 'role' is empty");
+    OS_ASSIGN_OR_RETURN(m.tables_at_end, TableCounts(j, "tables_at_end"));
+  }
   auto verification = j.find("verification");
   if (verification != j.end() && !verification->is_null()) {
     OS_ASSIGN_OR_RETURN(Verification v, ParseVerification(*verification));

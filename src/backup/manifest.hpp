@@ -23,6 +23,12 @@ namespace opensense::backup {
 enum class StoreKind { kSqlite, kPostgres };
 std::string_view StoreKindName(StoreKind kind);
 
+// How the snapshot was taken: a compacted SQLite file (VACUUM INTO), `pg_dump -Fc` of the
+// store's database (logical), or `pg_basebackup` of the whole PostgreSQL cluster as a tar
+// (physical: restored by unpacking, no re-insert).
+enum class BackupMethod { kSqliteFile, kPgDump, kPgBaseBackup };
+std::string_view BackupMethodName(BackupMethod method);  // "sqlite_file", "pg_dump", "pg_basebackup"
+
 enum class DrillStatus { kPassed, kFailed };
 
 // The outcome of the newest restore drill of this backup.
@@ -40,6 +46,8 @@ struct Manifest {
   std::string file;            // the encrypted file, in the same directory: "<name>.sqlite.age"
   TimestampMs created_at = 0;  // when the snapshot was taken
   StoreKind store_kind = StoreKind::kSqlite;
+  // "method"; absent in manifests written before physical backups: sqlite_file or pg_dump.
+  BackupMethod method = BackupMethod::kSqliteFile;
   int schema_version = 0;
   std::map<std::string, std::int64_t> tables;  // table -> rows in the snapshot
   std::int64_t readings = 0;                   // readings in the snapshot
@@ -51,6 +59,13 @@ struct Manifest {
   std::vector<std::string> recipients;         // age recipients (public keys) it is encrypted to
   std::string opensense_version;
   std::optional<Verification> verification;
+  // pg_basebackup only. The store's database and role inside the copied cluster (the drill
+  // connects as them), and every table's rows counted just after the copy ended: a physical copy
+  // is consistent as of its end, not as of one MVCC snapshot, so `tables` (counted just before it
+  // began) and these bound what a restore holds.
+  std::string database;
+  std::string role;
+  std::map<std::string, std::int64_t> tables_at_end;
   bool operator==(const Manifest&) const = default;
 };
 

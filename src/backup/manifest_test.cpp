@@ -36,9 +36,40 @@ TEST(Manifest, RoundTrips) {
   m.verification = Verification{DrillStatus::kFailed, 1'795'000'100'000, "offsite", "SHA-256 differs"};
   m.newest_reading.reset();
   m.store_kind = StoreKind::kPostgres;
+  m.method = BackupMethod::kPgDump;
   back = ParseManifest(SerializeManifest(m));
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(*back, m);
+  // A physical backup carries the database, the role and the counts after the copy.
+  m.method = BackupMethod::kPgBaseBackup;
+  m.file = m.name + ".pgbase.tar.zst.age";
+  m.database = "opensense";
+  m.role = "opensense";
+  m.tables_at_end = {{"chunks", 14}, {"devices", 3}, {"organizations", 1}};
+  back = ParseManifest(SerializeManifest(m));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, m);
+}
+
+TEST(Manifest, MethodDefaultsFromTheStoreKindAndMustMatchIt) {
+  // Manifests written before the method was recorded.
+  std::string text = SerializeManifest(Sample());
+  text.erase(text.find("\"method\""), std::string("\"method\": \"sqlite_file\",").size());
+  auto old = ParseManifest(text);
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(old->method, BackupMethod::kSqliteFile);
+  Manifest pg = Sample();
+  pg.store_kind = StoreKind::kPostgres;
+  pg.method = BackupMethod::kPgBaseBackup;
+  std::string physical = SerializeManifest(pg);
+  auto no_database = ParseManifest(physical.replace(physical.find("\"database\""), 10, "\"databasx\""));
+  ASSERT_FALSE(no_database);
+  EXPECT_NE(no_database.error().message.find("'database' is missing"), std::string::npos);
+  Manifest mismatch = Sample();
+  mismatch.method = BackupMethod::kPgDump;  // a SQLite store cannot have a pg_dump
+  auto refused = ParseManifest(SerializeManifest(mismatch));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("'method'"), std::string::npos);
 }
 
 // Replaces the first occurrence of `from` in a valid manifest.
