@@ -6,6 +6,8 @@
 #include <fmt/compile.h>
 #include <fmt/format.h>
 
+#include "core/decimal.hpp"
+
 namespace opensense::api {
 
 namespace {
@@ -26,7 +28,7 @@ void AppendNumber(std::string& out, double v) {
   const double mag = std::fabs(v);
   if (mag < 1e9 && mag >= 1e-4) {
     for (int k = 0; k <= kMaxFastScale; ++k) {
-      const double scaled = std::nearbyint(v * kPow10[k]);
+      const double scaled = RoundToInteger(v * kPow10[k]);
       if (scaled / kPow10[k] != v) continue;
       auto n = static_cast<std::int64_t>(scaled);
       const bool negative = n < 0;

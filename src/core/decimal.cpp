@@ -14,7 +14,7 @@ double Pow10(int k) { return kPow10[k]; }
 bool ExactAtScale(double v, int k) {
   double scaled = v * kPow10[k];
   if (!(std::fabs(scaled) < kMaxExact)) return false;  // also refuses NaN and infinities
-  return std::nearbyint(scaled) / kPow10[k] == v;
+  return RoundToInteger(scaled) / kPow10[k] == v;
 }
 
 int DecimalScale(double v) {

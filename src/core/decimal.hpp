@@ -3,11 +3,23 @@
 // addition. Scaling to an integer number of 10^-k units makes sums exact and order-free.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace opensense {
 
 inline constexpr int kMaxDecimalScale = 9;
+
+// std::nearbyint in the default rounding mode (to nearest, ties to even), without its libm call
+// (x86-64's baseline has no rounding instruction, and this runs several times per reading):
+// below 2^52 adding and subtracting 2^52 rounds to an integer, at or above it every double is
+// one already. NaN and infinities come back unchanged; -0.3 gives -0.0 as nearbyint does.
+inline double RoundToInteger(double x) {
+  constexpr double kTwo52 = 4503599627370496.0;
+  const double a = std::fabs(x);
+  if (!(a < kTwo52)) return x;
+  return std::copysign((a + kTwo52) - kTwo52, x);
+}
 
 // 10^k for 0 <= k <= kMaxDecimalScale.
 double Pow10(int k);

@@ -57,7 +57,7 @@ void RollupAgg::Add(TimestampMs ts, double v, int value_scale) {
     int target = std::max(scale, value_scale);
     std::int64_t iv = 0;
     if (RaiseScale(target)) {
-      double x = std::nearbyint(v * Pow10(target));
+      double x = RoundToInteger(v * Pow10(target));
       if (std::fabs(x) < 4.0e18) {
         iv = static_cast<std::int64_t>(x);
         if (!__builtin_add_overflow(scaled_sum, iv, &scaled_sum)) return;

@@ -1,7 +1,10 @@
 #include "core/rollup.hpp"
+#include "core/decimal.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -226,6 +229,38 @@ TEST(PickResolution, WholeTimeLineDoesNotOverflow) {
   EXPECT_EQ(PickResolution(kMin, 0), Resolution::k1d);
   EXPECT_EQ(PickResolution(-1, kMax), Resolution::k1d);
   EXPECT_EQ(PickResolution(kMin, kMin + kMsPerHour), Resolution::kRaw);
+}
+
+}  // namespace
+}  // namespace opensense
+
+namespace opensense {
+namespace {
+
+// The libm-free rounding the decimal scale checks use agrees with std::nearbyint (default
+// rounding mode) on every kind of double: halves, large, tiny, negative, zeros, NaN, infinities.
+TEST(RoundToInteger, AgreesWithNearbyint) {
+  std::mt19937_64 rng(11);
+  std::vector<double> values = {0.0, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999999999999994, 4503599627370495.5,
+                                4503599627370496.0, 9007199254740993.0, -4503599627370495.5, 1e300, -1e-300,
+                                std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                                std::numeric_limits<double>::denorm_min()};
+  for (int i = 0; i < 200000; ++i) {
+    std::uint64_t bits = rng();
+    double v;
+    std::memcpy(&v, &bits, sizeof v);
+    values.push_back(v);
+    values.push_back(static_cast<double>(static_cast<std::int64_t>(bits % 2000001) - 1000000) / 100 * 37.5);
+  }
+  for (double v : values) {
+    const double want = std::nearbyint(v);
+    const double got = RoundToInteger(v);
+    if (std::isnan(v)) {
+      ASSERT_TRUE(std::isnan(got));
+      continue;
+    }
+    ASSERT_EQ(std::memcmp(&want, &got, sizeof want), 0) << v;
+  }
 }
 
 }  // namespace
