@@ -358,13 +358,13 @@ class LineProtocolParser {
         OS_RETURN_IF_ERROR(Refuse(index, fmt::format("{}: {}", Quoted(field.key), value.error())));
         continue;
       }
-      ParsedRecord out;
-      out.index = index;
-      if (device) out.device.emplace(*device);
-      out.metric.assign(metric);
-      out.ts = ts;
-      out.value = *value;
-      if (!sink_.Add(std::move(out))) return sink_.TooMany();
+      ParsedRecord* out = sink_.Emplace();
+      if (out == nullptr) return sink_.TooMany();
+      out->index = index;
+      if (device) out->device.emplace(*device);
+      out->metric.assign(metric);
+      out->ts = ts;
+      out->value = *value;
     }
     return Ok();
   }

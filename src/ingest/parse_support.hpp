@@ -59,6 +59,12 @@ class RecordSink {
     result_.records.push_back(std::move(record));
     return true;
   }
+  // A new record to fill in place (no move of a finished one), or nullptr when the budget is
+  // exceeded: the caller returns TooMany().
+  [[nodiscard]] ParsedRecord* Emplace() {
+    if (!Reserve()) return nullptr;
+    return &result_.records.emplace_back();
+  }
   [[nodiscard]] bool Fail(std::size_t index, std::string reason) {
     if (!Reserve()) return false;
     result_.errors.push_back(RecordError{index, std::move(reason)});
