@@ -24,7 +24,7 @@ namespace {
 // last offsets), so each stores its values only: one delta for a single-reading bucket, min/max/
 // sum deltas otherwise (raw doubles in raw mode). A sensor reporting every 5 minutes fills a
 // 4-hour chunk of 48 single-reading buckets with one full bucket and a run of 47 one-byte values
-// (~1.3 bytes a bucket, ~4.3 in version 2); its 1-hour buckets of 12 readings cost their three
+// (~1.4 bytes a bucket, ~4.3 in version 2); its 1-hour buckets of 12 readings cost their three
 // value deltas (~4 bytes, ~8 in version 2).
 constexpr unsigned char kVersion1 = 1;
 constexpr unsigned char kVersion2 = 2;

@@ -6,7 +6,7 @@
 // minute with a jittery clock, against ~60 for a table row). A bucket holding a single reading
 // stores its offset and one value only. A run of regular buckets (each one step after the one
 // before, with its count and offsets) stores a run length and then their values only (format
-// 3): a sensor reporting every 5 minutes costs ~1.3 bytes per 5-minute bucket (one reading
+// 3): a sensor reporting every 5 minutes costs ~1.4 bytes per 5-minute bucket (one reading
 // each) and ~4 per 1-hour bucket. Formats 1 and 2 are still read. Chunks whose values are not short decimals store
 // min/max/sum as raw doubles. Decoding is bounds-checked: a corrupt chunk yields an error, never
 // a crash. The format's details are in rollup_codec.cpp.
