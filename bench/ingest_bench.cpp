@@ -15,10 +15,15 @@
 //      1,000 rows per transaction (slow: --quick loads fewer timestamps for this case only).
 //
 // Usage: ingest_bench [--sync full,normal] [--quick] [--inflight 16] [--runs 1]
-//                     [--cases a,store,b] [--timestamps 1000] [--dir /tmp] [--json FILE]
-//                     [--head-flush N] [--keep]
+//                     [--cases a,store,b] [--timestamps 1000] [--spacing-s 60] [--days D]
+//                     [--dir /tmp] [--json FILE] [--head-flush N] [--keep] [--bytes]
 // --quick: (b) loads 100 timestamps (200,000 rows); --head-flush overrides
-// StoreOptions::head_flush_readings (experiments); --keep copies the store's file to --dir.
+// StoreOptions::head_flush_readings (experiments); --keep copies the store's file to --dir;
+// --days D loads D days at --spacing-s (overrides --timestamps).
+// --bytes: the disk side of bench/peers in-process (its load shape, without HTTP): 100 devices x
+// 2 metrics every 5 minutes for 365 days (21,024,000 readings), store case only, NORMAL, batches
+// of 10,000 readings made as they are sent (not all in memory), then Compact and the dbstat split
+// (`chunks`, `rollups` B/reading). Options after --bytes still apply (e.g. --days 60).
 // "written B/reading" is the process's write()/pwrite() bytes (/proc/self/io wchar): WAL frames
 // plus checkpoint copies, i.e. write amplification.
 #include <semaphore>
@@ -44,7 +49,6 @@ namespace opensense::bench {
 namespace {
 
 constexpr TimestampMs kStart = 1705708800000;  // 2024-01-20T00:00:00Z
-constexpr TimestampMs kSpacing = 60 * kMsPerSecond;
 constexpr int kMetrics = 2;
 const char* const kMetricNames[kMetrics] = {"temperature", "humidity"};
 
@@ -52,6 +56,8 @@ struct Options {
   std::vector<store::Synchronous> modes = {store::Synchronous::kFull, store::Synchronous::kNormal};
   int devices = 1000;
   int timestamps = 1000;
+  int spacing_s = 60;
+  int days = 0;  // > 0: timestamps = days of spacing_s
   int batch = 1000;
   int inflight = 16;
   int runs = 1;
@@ -61,6 +67,7 @@ struct Options {
   std::string json_path;
   std::size_t head_flush = 0;  // > 0: StoreOptions::head_flush_readings (default: the store's)
   bool keep = false;  // keep the store's database (debugging); its path goes to stderr
+  bool lazy_batches = false;  // make each store batch just before it is sent (--bytes: 21M readings)
 };
 
 const char* ModeName(store::Synchronous m) { return m == store::Synchronous::kFull ? "FULL" : "NORMAL"; }
@@ -69,16 +76,18 @@ const char* ModeName(store::Synchronous m) { return m == store::Synchronous::kFu
 struct Data {
   int devices = 0;
   int timestamps = 0;
+  TimestampMs spacing = 60 * kMsPerSecond;
   std::vector<std::vector<std::int32_t>> cents;
   std::int64_t readings() const { return static_cast<std::int64_t>(devices) * kMetrics * timestamps; }
   double Value(int series, int t) const { return cents[series][t] / 100.0; }
-  static TimestampMs Ts(int t) { return kStart + static_cast<TimestampMs>(t) * kSpacing; }
+  TimestampMs Ts(int t) const { return kStart + static_cast<TimestampMs>(t) * spacing; }
 };
 
-Data MakeData(int devices, int timestamps) {
+Data MakeData(int devices, int timestamps, TimestampMs spacing) {
   Data d;
   d.devices = devices;
   d.timestamps = timestamps;
+  d.spacing = spacing;
   std::mt19937_64 rng(20240120);
   std::uniform_int_distribution<int> step(-10, 10);
   std::uniform_int_distribution<int> start(-500, 500);
@@ -163,7 +172,7 @@ void RunBareA(const Options& o, const Data& d, store::Synchronous mode, int run,
     std::tie(ins_s, ckpt_s) = BareLoad(db, d.readings(), 1000, &written, [&](std::int64_t i) {
       int s = static_cast<int>(i / nt), t = static_cast<int>(i % nt);
       (void)series;
-      return std::tuple{s / kMetrics, s % kMetrics, Data::Ts(t), d.Value(s, t)};
+      return std::tuple{s / kMetrics, s % kMetrics, d.Ts(t), d.Value(s, t)};
     });
   }
   Row r{ModeName(mode), run, "a", "(a) bare SQLite, plain rowid table, series-contiguous", d.readings(), ins_s};
@@ -191,7 +200,7 @@ void RunBareB(const Options& o, const Data& d, store::Synchronous mode, int run,
             "WITHOUT ROWID");
     std::tie(ins_s, ckpt_s) = BareLoad(db, n, 1000, &written, [&](std::int64_t i) {
       int t = static_cast<int>(i / per_ts), s = static_cast<int>(i % per_ts);
-      return std::tuple{s / kMetrics, s % kMetrics, Data::Ts(t), d.Value(s, t)};
+      return std::tuple{s / kMetrics, s % kMetrics, d.Ts(t), d.Value(s, t)};
     });
   }
   Row r{ModeName(mode), run, "b", "(b) bare SQLite, (device,metric,ts) WITHOUT ROWID, time-ordered", n, ins_s};
@@ -221,7 +230,7 @@ void RunStore(const Options& o, const Data& d, store::Synchronous mode, int run,
               std::vector<DiskRow>* disk) {
   TempDir dir(o.dir);
   std::string path = dir.path() + "/opensense.db";
-  ManualClock clock(Data::Ts(d.timestamps - 1) + kSpacing);
+  ManualClock clock(d.Ts(d.timestamps - 1) + d.spacing);
   store::StoreOptions so;
   so.url = "sqlite://" + path;
   so.synchronous = mode;
@@ -236,25 +245,32 @@ void RunStore(const Options& o, const Data& d, store::Synchronous mode, int run,
                        "create device")
                       .id);
   }
-  // Batches built before timing: time order, each timestamp across all devices and metrics.
+  // Batches in time order, each timestamp across all devices and metrics; built before timing
+  // unless lazy_batches (then each is made just before it is sent).
   const std::int64_t n = d.readings();
   const std::int64_t per_ts = static_cast<std::int64_t>(d.devices) * kMetrics;
-  std::vector<std::vector<Reading>> batches;
-  batches.reserve(static_cast<std::size_t>((n + o.batch - 1) / o.batch));
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (i % o.batch == 0) {
-      batches.emplace_back();
-      batches.back().reserve(o.batch);
+  const std::size_t nb = static_cast<std::size_t>((n + o.batch - 1) / o.batch);
+  auto make_batch = [&](std::size_t b) {
+    std::vector<Reading> batch;
+    const std::int64_t first = static_cast<std::int64_t>(b) * o.batch;
+    const std::int64_t end = std::min(n, first + o.batch);
+    batch.reserve(static_cast<std::size_t>(end - first));
+    for (std::int64_t i = first; i < end; ++i) {
+      int t = static_cast<int>(i / per_ts), s = static_cast<int>(i % per_ts);
+      Reading r;
+      r.device = ids[s / kMetrics];
+      r.metric = kMetricNames[s % kMetrics];
+      r.ts = d.Ts(t);
+      r.value = d.Value(s, t);
+      batch.push_back(std::move(r));
     }
-    int t = static_cast<int>(i / per_ts), s = static_cast<int>(i % per_ts);
-    Reading r;
-    r.device = ids[s / kMetrics];
-    r.metric = kMetricNames[s % kMetrics];
-    r.ts = Data::Ts(t);
-    r.value = d.Value(s, t);
-    batches.back().push_back(std::move(r));
+    return batch;
+  };
+  std::vector<std::vector<Reading>> batches;
+  if (!o.lazy_batches) {
+    batches.reserve(nb);
+    for (std::size_t b = 0; b < nb; ++b) batches.push_back(make_batch(b));
   }
-  const std::size_t nb = batches.size();
 
   // One producer keeps up to `inflight` batches outstanding (as concurrent clients would).
   std::vector<Clock::time_point> done_at(nb);
@@ -277,7 +293,7 @@ void RunStore(const Options& o, const Data& d, store::Synchronous mode, int run,
         if (!res->rejected.empty() && first_error.empty()) first_error = res->rejected[0].message;
       }
     });
-    for (std::size_t i = 0; i < nb; ++i) submitter.Submit(std::move(batches[i]));
+    for (std::size_t i = 0; i < nb; ++i) submitter.Submit(o.lazy_batches ? make_batch(i) : std::move(batches[i]));
   }
   auto t1 = Clock::now();
   double cpu1 = ProcessCpuSeconds();
@@ -369,6 +385,7 @@ void RunStore(const Options& o, const Data& d, store::Synchronous mode, int run,
 void Usage() {
   std::cerr << "usage: ingest_bench [--sync full,normal] [--quick] [--inflight N] [--runs N]\n"
                "                    [--cases a,store,b] [--timestamps N] [--devices N] [--batch N]\n"
+               "                    [--spacing-s 60] [--days D] [--bytes]\n"
                "                    [--dir DIR] [--json FILE] [--keep]\n"
                "                    [--head-flush N]   (StoreOptions::head_flush_readings)\n";
 }
@@ -397,6 +414,19 @@ Options ParseArgs(int argc, char** argv) {
       o.runs = std::stoi(next());
     } else if (a == "--timestamps") {
       o.timestamps = std::stoi(next());
+    } else if (a == "--spacing-s") {
+      o.spacing_s = std::stoi(next());
+    } else if (a == "--days") {
+      o.days = std::stoi(next());
+    } else if (a == "--bytes") {
+      o.modes = {store::Synchronous::kNormal};
+      o.case_a = o.case_b = false;
+      o.case_store = true;
+      o.devices = 100;
+      o.spacing_s = 300;
+      o.days = 365;
+      o.batch = 10'000;
+      o.lazy_batches = true;
     } else if (a == "--devices") {
       o.devices = std::stoi(next());
     } else if (a == "--batch") {
@@ -427,7 +457,11 @@ Options ParseArgs(int argc, char** argv) {
       std::exit(a == "--help" || a == "-h" ? 0 : 2);
     }
   }
-  if (o.modes.empty() || o.inflight < 1 || o.inflight > 4096 || o.runs < 1 || o.batch < 1) {
+  if (o.days > 0 && o.spacing_s > 0) {
+    o.timestamps = static_cast<int>(std::int64_t{o.days} * 86'400 / o.spacing_s);
+  }
+  if (o.modes.empty() || o.inflight < 1 || o.inflight > 4096 || o.runs < 1 || o.batch < 1 ||
+      o.spacing_s < 1 || o.timestamps < 1) {
     Usage();
     std::exit(2);
   }
@@ -436,7 +470,7 @@ Options ParseArgs(int argc, char** argv) {
 
 int Main(int argc, char** argv) {
   Options o = ParseArgs(argc, argv);
-  Data d = MakeData(o.devices, o.timestamps);
+  Data d = MakeData(o.devices, o.timestamps, static_cast<TimestampMs>(o.spacing_s) * kMsPerSecond);
   std::vector<Row> rows;
   std::vector<DiskRow> disk;
   for (int run = 1; run <= o.runs; ++run) {
@@ -457,8 +491,9 @@ int Main(int argc, char** argv) {
   }
 
   std::cout << fmt::format(
-      "### Ingest: {} devices x {} metrics x {} timestamps = {} readings, time-ordered, batches of {}\n\n",
-      Thousands(o.devices), kMetrics, Thousands(o.timestamps), Thousands(d.readings()), Thousands(o.batch));
+      "### Ingest: {} devices x {} metrics x {} timestamps {} s apart = {} readings, time-ordered, batches of {}\n\n",
+      Thousands(o.devices), kMetrics, Thousands(o.timestamps), o.spacing_s, Thousands(d.readings()),
+      Thousands(o.batch));
   std::cout << fmt::format("SQLite {}; store: {} batches in flight from one producer, head_flush_readings {}; "
                            "runs: {}{}\n\n",
                            sqlite3_libversion(), o.inflight,
@@ -547,6 +582,7 @@ int Main(int argc, char** argv) {
     j["devices"] = o.devices;
     j["metrics"] = kMetrics;
     j["timestamps"] = o.timestamps;
+    j["spacing_s"] = o.spacing_s;
     j["batch"] = o.batch;
     j["inflight"] = o.inflight;
     j["head_flush_readings"] = o.head_flush > 0 ? o.head_flush : store::StoreOptions{}.head_flush_readings;

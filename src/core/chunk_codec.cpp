@@ -8,7 +8,13 @@ namespace opensense {
 
 namespace {
 
-constexpr unsigned char kVersion = 1;
+// Version 1: the count, the first timestamp, then one zig-zag varint delta-of-delta per further
+// sample; then the value section. Version 2 (written now): the same, except that a run of zero
+// delta-of-deltas (a sensor or gateway reporting at a fixed interval) is one 0 token followed by
+// the run length minus one, so a regular chunk's timestamps cost a few bytes in all; a non-zero
+// delta-of-delta is its zig-zag varint as in version 1 (never 0). The value section is the same.
+constexpr unsigned char kVersion1 = 1;
+constexpr unsigned char kVersion = 2;
 constexpr unsigned char kValuesScaled = 0;
 constexpr unsigned char kValuesRaw = 1;
 constexpr int kMaxScale = 9;
@@ -58,7 +64,7 @@ void PutVarint(std::string* out, std::uint64_t v) {
   out->push_back(static_cast<char>(v));
 }
 
-bool GetVarint(std::string_view* in, std::uint64_t* v) {
+bool GetVarintSlow(std::string_view* in, std::uint64_t* v) {
   std::uint64_t result = 0;
   for (int shift = 0; shift <= 63 && !in->empty(); shift += 7) {
     auto byte = static_cast<unsigned char>(in->front());
@@ -72,46 +78,110 @@ bool GetVarint(std::string_view* in, std::uint64_t* v) {
   return false;
 }
 
+namespace {
+
+// Appends bytes and varints to a string through a small buffer, a block at a time: a string
+// push_back per byte (a capacity check each, and not always inlined) was most of the encoding
+// time on the writer's compaction path.
+class ChunkWriter {
+ public:
+  // Call Flush() when done: what is still buffered is not in `out` before.
+  explicit ChunkWriter(std::string* out) : out_(out) {}
+  ChunkWriter(const ChunkWriter&) = delete;
+  ChunkWriter& operator=(const ChunkWriter&) = delete;
+
+  void Byte(unsigned char b) {
+    Room();
+    buf_[len_++] = static_cast<char>(b);
+  }
+  void Varint(std::uint64_t v) {
+    Room();
+    while (v >= 0x80) {
+      buf_[len_++] = static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    buf_[len_++] = static_cast<char>(v);
+  }
+  void Double(double v) {
+    Room();
+    const auto bits = std::bit_cast<std::uint64_t>(v);
+    for (int b = 0; b < 8; ++b) buf_[len_++] = static_cast<char>((bits >> (8 * b)) & 0xff);
+  }
+  void Flush() {
+    out_->append(buf_, len_);
+    len_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kMaxItem = 10;  // the longest varint
+  void Room() {
+    if (len_ + kMaxItem > sizeof(buf_)) Flush();
+  }
+  std::string* out_;
+  char buf_[512];
+  std::size_t len_ = 0;
+};
+
+}  // namespace
+
 std::string EncodeChunk(std::span<const Sample> samples) {
   std::string out;
-  out.reserve(8 + samples.size() * 3);
-  out.push_back(static_cast<char>(kVersion));
-  PutVarint(&out, samples.size());
-  if (samples.empty()) return out;
-  // Timestamps: first, first delta, then delta-of-deltas (wrapping arithmetic: well defined).
-  std::uint64_t prev = static_cast<std::uint64_t>(samples[0].ts);
+  out.reserve(8 + samples.size() * 2);
+  ChunkWriter w(&out);
+  w.Byte(kVersion);
+  w.Varint(samples.size());
+  if (samples.empty()) {
+    w.Flush();
+    return out;
+  }
+  // Timestamps: first, first delta, then delta-of-deltas (wrapping arithmetic: well defined),
+  // each run of zero delta-of-deltas as a 0 token and the run length minus one.
+  w.Varint(ZigZag(samples[0].ts));
   std::uint64_t prev_delta = 0;
-  PutVarint(&out, ZigZag(samples[0].ts));
+  std::uint64_t zeros = 0;  // pending run of zero delta-of-deltas
   for (std::size_t i = 1; i < samples.size(); ++i) {
-    std::uint64_t cur = static_cast<std::uint64_t>(samples[i].ts);
-    std::uint64_t delta = cur - prev;
-    PutVarint(&out, ZigZag(static_cast<std::int64_t>(delta - prev_delta)));
+    const std::uint64_t delta = static_cast<std::uint64_t>(samples[i].ts) -
+                                static_cast<std::uint64_t>(samples[i - 1].ts);
+    const std::uint64_t dod = delta - prev_delta;
     prev_delta = delta;
-    prev = cur;
+    if (dod == 0) {
+      ++zeros;
+      continue;
+    }
+    if (zeros > 0) {
+      w.Byte(0);
+      w.Varint(zeros - 1);
+      zeros = 0;
+    }
+    w.Varint(ZigZag(static_cast<std::int64_t>(dod)));
+  }
+  if (zeros > 0) {
+    w.Byte(0);
+    w.Varint(zeros - 1);
   }
   int scale = FindScale(samples);
   if (scale >= 0) {
-    out.push_back(static_cast<char>(kValuesScaled));
-    out.push_back(static_cast<char>(scale));
+    w.Byte(kValuesScaled);
+    w.Byte(static_cast<unsigned char>(scale));
     std::int64_t prev_v = 0;
     for (const Sample& s : samples) {
       auto iv = static_cast<std::int64_t>(std::nearbyint(s.value * kPow10[scale]));
-      PutVarint(&out, ZigZag(iv - prev_v));
+      w.Varint(ZigZag(iv - prev_v));
       prev_v = iv;
     }
   } else {
-    out.push_back(static_cast<char>(kValuesRaw));
-    for (const Sample& s : samples) {
-      auto bits = std::bit_cast<std::uint64_t>(s.value);
-      for (int b = 0; b < 8; ++b) out.push_back(static_cast<char>((bits >> (8 * b)) & 0xff));
-    }
+    w.Byte(kValuesRaw);
+    for (const Sample& s : samples) w.Double(s.value);
   }
+  w.Flush();
   return out;
 }
 
 namespace {
 Status DecodeAppend(std::string_view in, std::vector<Sample>* out) {
-  if (in.empty() || static_cast<unsigned char>(in.front()) != kVersion) return Corrupt("version");
+  if (in.empty()) return Corrupt("version");
+  const auto version = static_cast<unsigned char>(in.front());
+  if (version != kVersion1 && version != kVersion) return Corrupt("version");
   in.remove_prefix(1);
   std::uint64_t n = 0;
   if (!GetVarint(&in, &n) || n > kMaxSamples || n > in.size()) return Corrupt("count");
@@ -124,12 +194,21 @@ Status DecodeAppend(std::string_view in, std::vector<Sample>* out) {
   std::uint64_t prev = static_cast<std::uint64_t>(UnZigZag(first));
   std::uint64_t delta = 0;
   s[0].ts = static_cast<TimestampMs>(prev);
-  for (std::uint64_t i = 1; i < n; ++i) {
+  for (std::uint64_t i = 1; i < n;) {
     std::uint64_t dod = 0;
     if (!GetVarint(&in, &dod)) return Corrupt("timestamp");
-    delta += static_cast<std::uint64_t>(UnZigZag(dod));
-    prev += delta;
-    s[i].ts = static_cast<TimestampMs>(prev);
+    if (dod != 0 || version == kVersion1) {
+      delta += static_cast<std::uint64_t>(UnZigZag(dod));
+      prev += delta;
+      s[i++].ts = static_cast<TimestampMs>(prev);
+      continue;
+    }
+    std::uint64_t run = 0;  // a run of run + 1 zero delta-of-deltas
+    if (!GetVarint(&in, &run) || run >= n - i) return Corrupt("timestamp run");
+    for (const std::uint64_t end = i + run + 1; i < end; ++i) {
+      prev += delta;
+      s[i].ts = static_cast<TimestampMs>(prev);
+    }
   }
   if (in.empty()) return Corrupt("value mode");
   auto mode = static_cast<unsigned char>(in.front());

@@ -269,13 +269,119 @@ TEST(ChunkCodec, RegularTimestampsCostAboutOneByte) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Format 2: a run of zero delta-of-deltas is one 0 token and the run length minus one
+
+// The samples of the golden chunks below: five readings 5 minutes apart, one a second late.
+const std::vector<Sample> kGoldenSamples = {
+    {1700000000000, 4.12}, {1700000300000, 4.15}, {1700000600000, 4.1}, {1700000900000, 4.1},
+    {1700001200000, 4.11}, {1700001500000, 4.09}, {1700001801000, -0.5}};
+
+// The format is on disk: its bytes must not change by accident.
+TEST(ChunkCodecFormat, GoldenBytesOfVersion2) {
+  const std::string want(
+      "\x02\x07"                  // version 2, 7 samples
+      "\x80\xa0\xab\xfe\xf9\x62"  // first timestamp, zig-zag
+      "\xc0\xcf\x24"              // first delta: 300,000 ms
+      "\x00\x03"                  // a run of 3 + 1 zero delta-of-deltas
+      "\xd0\x0f"                  // delta-of-delta +1,000 ms
+      "\x00\x02"                  // scaled values, hundredths
+      "\xb8\x06\x06\x09\x00\x02\x03\x95\x07",  // 412, +3, -5, 0, +1, -2, -459
+      26);
+  EXPECT_EQ(EncodeChunk(kGoldenSamples), want);
+  auto decoded = DecodeChunk(want);
+  ASSERT_TRUE(decoded) << decoded.error().ToString();
+  EXPECT_TRUE(SameSamples(*decoded, kGoldenSamples));
+}
+
+// Bytes written by the version 1 encoder (commit f334370) before format 2 existed.
+TEST(ChunkCodecFormat, Version1ChunksStillDecode) {
+  const std::string v1_decimal(
+      "\x01\x05\x80\xa0\xab\xfe\xf9\x62\xc0\xcf\x24\x00\x00\xd0\x0f\x00\x02\xb8\x06\x06\x09\x00"
+      "\x97\x07",
+      24);
+  const std::vector<Sample> want_decimal = {{1700000000000, 4.12}, {1700000300000, 4.15},
+                                            {1700000600000, 4.1},  {1700000900000, 4.1},
+                                            {1700001201000, -0.5}};
+  const std::string v1_raw(
+      "\x01\x02\x09\x14\x01\x55\x55\x55\x55\x55\x55\xd5\x3f\x00\x00\x00\x00\x00\x00\x04\x40", 21);
+  const std::vector<Sample> want_raw = {{-5, 1.0 / 3}, {5, 2.5}};
+  for (const auto& [blob, want] : {std::pair{v1_decimal, want_decimal}, std::pair{v1_raw, want_raw}}) {
+    auto decoded = DecodeChunk(blob);
+    ASSERT_TRUE(decoded) << decoded.error().ToString();
+    EXPECT_TRUE(SameSamples(*decoded, want));
+    // Re-encoded (a merge rewrites a chunk), it is version 2 and decodes to the same samples.
+    const std::string v2 = EncodeChunk(*decoded);
+    EXPECT_EQ(v2[0], 2);
+    EXPECT_TRUE(RoundTrips(*decoded));
+  }
+}
+
+TEST(ChunkCodecFormat, RegularTimestampsCostAFewBytesPerChunk) {
+  // A 5-minute series: timestamps take ~10 bytes in all, each value delta one byte.
+  const std::vector<Sample> flat = Regular(1000, kT0, 300'000, [](std::size_t) { return 4.0; });
+  EXPECT_LE(EncodeChunk(flat).size(), 1000u + 20);
+  EXPECT_TRUE(RoundTrips(flat));
+  for (std::uint64_t seed = 0; seed < 5; ++seed) {
+    const std::vector<Sample> walk = TwoDecimalRandomWalk(1000, seed, 300'000);
+    EXPECT_LE(EncodeChunk(walk).size(), 1000u + 20) << seed;
+    EXPECT_TRUE(RoundTrips(walk)) << seed;
+  }
+}
+
+// One irregular timestamp (a late reading, a missed one, a clock step back) at every position,
+// alone and in pairs: the runs around it must split and resume exactly.
+TEST(ChunkCodecFormat, RunsBrokenAtEveryPosition) {
+  for (std::size_t n : {2u, 3u, 4u, 17u, 40u}) {
+    for (std::size_t k = 0; k < n; ++k) {
+      for (TimestampMs shift : {TimestampMs{1}, TimestampMs{-1}, TimestampMs{1000}}) {
+        std::vector<Sample> samples = TwoDecimalRandomWalk(n, k, 300'000);
+        samples[k].ts += shift;
+        ASSERT_TRUE(RoundTrips(samples)) << n << " " << k << " " << shift;
+      }
+      std::vector<Sample> gap = TwoDecimalRandomWalk(n, k, 300'000);  // a missed reading before k
+      for (std::size_t i = k; i < n; ++i) gap[i].ts += 300'000;
+      ASSERT_TRUE(RoundTrips(gap)) << n << " " << k;
+    }
+  }
+  for (std::size_t a = 0; a < 12; ++a) {
+    for (std::size_t b = a + 1; b < 12; ++b) {
+      std::vector<Sample> samples = TwoDecimalRandomWalk(12, a * 12 + b, 60'000);
+      samples[a].ts += 7;
+      samples[b].ts -= 7;
+      ASSERT_TRUE(RoundTrips(samples)) << a << " " << b;
+    }
+  }
+}
+
+TEST(ChunkCodecFormat, RunsWithExtremeOrNegativeTimestampsAndRawValues) {
+  std::vector<Sample> extreme;  // kI64Min, then 5 steps of kI64Max / 3
+  for (TimestampMs ts = kI64Min; extreme.size() < 6; ts += kI64Max / 3) {
+    extreme.push_back({ts, static_cast<double>(extreme.size())});
+  }
+  EXPECT_TRUE(RoundTrips(extreme));
+  EXPECT_TRUE(RoundTrips({{kI64Max - 3, 1}, {kI64Max - 2, 2}, {kI64Max - 1, 3}, {kI64Max, 4}}));
+  EXPECT_TRUE(RoundTrips({{-3, 1}, {-2, 2}, {-1, 3}, {0, 4}, {1, 5}, {2, 6}}));
+  EXPECT_TRUE(RoundTrips(Regular(300, -1'000'000, 1, [](std::size_t i) { return i * 0.5; })));
+  // Raw doubles with regular timestamps: the values stay 8 bytes, the timestamps shrink.
+  const std::vector<Sample> raw =
+      Regular(100, kT0, 300'000, [](std::size_t i) { return static_cast<double>(i) / 3; });
+  EXPECT_TRUE(RoundTrips(raw));
+  EXPECT_LE(EncodeChunk(raw).size(), 100u * 8 + 16);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Corrupt input
 
 std::vector<std::string> ValidChunks() {
+  std::vector<Sample> broken_runs = TwoDecimalRandomWalk(40, 8, 300'000);
+  broken_runs[9].ts += 1;
+  broken_runs[30].ts += 1000;
   return {EncodeChunk({}), EncodeChunk(std::vector<Sample>{{kT0, 3.9}}),
           EncodeChunk(TwoDecimalRandomWalk(50, 3, 60'000)),
           EncodeChunk(std::vector<Sample>{{1, 1.0 / 3}, {5, 1e300}, {9, -2.5}}),
-          EncodeChunk(std::vector<Sample>{{kI64Min, 1}, {kI64Max, 2}})};
+          EncodeChunk(std::vector<Sample>{{kI64Min, 1}, {kI64Max, 2}}),
+          EncodeChunk(TwoDecimalRandomWalk(60, 9, 300'000)), EncodeChunk(broken_runs),
+          EncodeChunk(Regular(20, kT0, 300'000, [](std::size_t i) { return i / 7.0; }))};
 }
 
 TEST(ChunkCodecCorrupt, EveryTruncationIsAnError) {
@@ -305,7 +411,7 @@ TEST(ChunkCodecCorrupt, HeaderErrors) {
   EXPECT_FALSE(DecodeChunk(""));
   std::string chunk = EncodeChunk(TwoDecimalRandomWalk(10, 1, 60'000));
   std::string bad_version = chunk;
-  bad_version[0] = 2;
+  bad_version[0] = 3;
   EXPECT_FALSE(DecodeChunk(bad_version));
   bad_version[0] = 0;
   EXPECT_FALSE(DecodeChunk(bad_version));
@@ -329,6 +435,24 @@ TEST(ChunkCodecCorrupt, BadValueModeAndScale) {
   EXPECT_FALSE(DecodeChunk(head + std::string("\x02\x00\x04", 3)));      // unknown mode
   EXPECT_FALSE(DecodeChunk(head + std::string("\x01\x00\x00\x00", 4)));  // raw, 4 of 8 bytes
   EXPECT_FALSE(DecodeChunk(head));                                       // no value section
+}
+
+TEST(ChunkCodecCorrupt, RunLongerThanTheChunkIsAnError) {
+  // Version 2, 3 samples, first timestamp 0, first delta 1: one zero delta-of-delta is left.
+  const std::string head("\x02\x03\x00\x02", 4);
+  const std::string values("\x00\x00\x00\x02\x02", 5);  // scaled, scale 0: 0, 1, 2
+  auto ok = DecodeChunk(head + std::string("\x00\x00", 2) + values);
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(*ok, (std::vector<Sample>{{0, 0}, {1, 1}, {2, 2}}));
+  EXPECT_FALSE(DecodeChunk(head + std::string("\x00\x01", 2) + values));  // a run of 2
+  std::string huge_run = head + std::string(1, '\0');
+  PutVarint(&huge_run, kU64Max);
+  EXPECT_FALSE(DecodeChunk(huge_run + values));
+  EXPECT_FALSE(DecodeChunk(head + std::string(1, '\0')));  // the run's length is missing
+  // In version 1 a 0 token is one zero delta-of-delta, with no length after it.
+  auto v1 = DecodeChunk(std::string("\x01\x03\x00\x02\x00", 5) + values);
+  ASSERT_TRUE(v1) << v1.error().ToString();
+  EXPECT_EQ(*v1, (std::vector<Sample>{{0, 0}, {1, 1}, {2, 2}}));
 }
 
 TEST(ChunkCodecCorrupt, RandomCorruptionNeverCrashes) {
@@ -359,7 +483,7 @@ TEST(ChunkCodecCorrupt, RandomBytesNeverCrash) {
   for (int trial = 0; trial < 20000; ++trial) {
     std::string data(rng() % 48, '\0');
     for (char& c : data) c = static_cast<char>(rng());
-    if (!data.empty() && trial % 2 == 0) data[0] = 1;  // get past the version byte
+    if (!data.empty() && trial % 2 == 0) data[0] = static_cast<char>(1 + trial % 4 / 2);  // v1, v2
     auto decoded = DecodeChunk(data);
     if (decoded) {
       ASSERT_TRUE(RoundTrips(*decoded));
