@@ -1,5 +1,7 @@
 #include "core/chunk_codec.hpp"
 
+#include "core/decimal.hpp"
+
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -19,17 +21,11 @@ constexpr unsigned char kValuesScaled = 0;
 constexpr unsigned char kValuesRaw = 1;
 constexpr int kMaxScale = 9;
 constexpr double kPow10[kMaxScale + 1] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
-constexpr double kMaxExact = 9007199254740992.0;  // 2^53
 constexpr std::uint64_t kMaxSamples = 1u << 24;
 
-// True if `v` scaled by 10^scale is an integer below 2^53 that maps back to `v`. -0.0 passes and
-// decodes as +0.0: a fridge near 0 degrees reports "-0.0" often, and keeping the sign of zero is
-// not worth storing the whole chunk as raw doubles.
-bool ExactAtScale(double v, int scale) {
-  double scaled = v * kPow10[scale];
-  if (!(std::fabs(scaled) < kMaxExact)) return false;  // also refuses NaN and infinities
-  return std::nearbyint(scaled) / kPow10[scale] == v;
-}
+// ExactAtScale (core/decimal.hpp): -0.0 passes and decodes as +0.0. A fridge near 0 degrees
+// reports "-0.0" often, and keeping the sign of zero is not worth storing the whole chunk as raw
+// doubles.
 
 // Smallest decimal scale at which every value is an exact integer that maps back to itself,
 // or -1. Being exact at one scale does not imply being exact at a larger one (2^53 - 1 is exact
@@ -165,7 +161,7 @@ std::string EncodeChunk(std::span<const Sample> samples) {
     w.Byte(static_cast<unsigned char>(scale));
     std::int64_t prev_v = 0;
     for (const Sample& s : samples) {
-      auto iv = static_cast<std::int64_t>(std::nearbyint(s.value * kPow10[scale]));
+      auto iv = static_cast<std::int64_t>(RoundToInteger(s.value * kPow10[scale]));
       w.Varint(ZigZag(iv - prev_v));
       prev_v = iv;
     }

@@ -110,8 +110,8 @@ BucketFields FieldsOf(const RollupBucket& b, int scale) {
   f.last_off = Diff(a.last_ts, b.bucket);
   f.single = a.count == 1 && f.first_off == f.last_off;
   if (scale >= 0) {
-    f.min = static_cast<std::int64_t>(std::nearbyint(a.min * Pow10(scale)));
-    f.max = static_cast<std::int64_t>(std::nearbyint(a.max * Pow10(scale)));
+    f.min = static_cast<std::int64_t>(RoundToInteger(a.min * Pow10(scale)));
+    f.max = static_cast<std::int64_t>(RoundToInteger(a.max * Pow10(scale)));
     f.sum = a.scaled_sum;
     for (int k = a.scale; k < scale; ++k) f.sum *= 10;  // checked by ChunkScale
     f.single = f.single && f.max == f.min && f.sum == f.min;
