@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +36,26 @@ std::string ArrayLiteral(const std::vector<std::int64_t>& values) {
     out += std::to_string(values[i]);
   }
   return out + "}";
+}
+
+BinaryCopy::BinaryCopy() {
+  static constexpr char kHeader[] = "PGCOPY\n\377\r\n\0";  // signature, then flags and extension length
+  data_.append(kHeader, sizeof(kHeader) - 1);
+  data_.append(8, '\0');
+}
+
+void BinaryCopy::Row(int fields) {
+  ++rows_;
+  data_ += static_cast<char>((fields >> 8) & 0xff);
+  data_ += static_cast<char>(fields & 0xff);
+}
+
+void BinaryCopy::Float8(double v) { Field(std::bit_cast<std::uint64_t>(v)); }
+
+std::string_view BinaryCopy::Finish() {
+  if (!finished_) data_.append("\xff\xff", 2);  // a field count of -1
+  finished_ = true;
+  return data_;
 }
 
 PgResult& PgResult::operator=(PgResult&& o) noexcept {
