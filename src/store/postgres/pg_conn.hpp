@@ -110,9 +110,16 @@ class Conn {
   Conn& operator=(const Conn&) = delete;
 
   Result<PgResult> Exec(std::string_view sql, const std::vector<Param>& params = {});
-  // Runs `COPY ... FROM STDIN` with `data` as its whole input (text format, or what
-  // BinaryCopy::Finish gives for `WITH (FORMAT binary)`).
-  Status CopyIn(std::string_view copy_sql, std::string_view data);
+  // Statements without parameters sent as one script (one round trip); each one's result.
+  // The first error skips the rest of the script and is what is returned.
+  Result<std::vector<PgResult>> ExecScript(std::string_view sql);
+  // A script with one `COPY ... FROM STDIN` among its statements, fed `data` (text format, or
+  // what BinaryCopy::Finish gives for `WITH (FORMAT binary)`): two round trips in all, however
+  // many statements stand before and after the COPY. Returns the last statement's result.
+  Result<PgResult> CopyScript(std::string_view sql, std::string_view data);
+  Status CopyIn(std::string_view copy_sql, std::string_view data) {
+    return CopyScript(copy_sql, data).map([](PgResult&&) {});
+  }
   Status Begin() { return Exec("BEGIN").map([](PgResult&&) {}); }
   Status Commit() { return Exec("COMMIT").map([](PgResult&&) {}); }
   void Rollback();

@@ -328,7 +328,6 @@ class PgStore final : public Store {
   void CommitGroup(std::vector<IngestJob>& group);
   Status CommitStaged(const std::vector<IngestJob>& group, std::vector<IngestResult>& results);
   Status MergeRollupsInCpp(Conn* c, RollupMap& add);
-  Status LoadNewest(Conn* c, const std::vector<int>& ids);
   Status FlushRequestLog();
   Status FlushRequestLogOnWriter() {
     return RunOnWriter([this] { return FlushRequestLog(); });
@@ -977,18 +976,21 @@ void PgStore::WriterLoop() {
   (void)FlushRequestLog();
 }
 
-Status PgStore::LockSeries(Conn* conn, std::vector<int> ids) {
-  if (ids.empty()) return Ok();
+namespace {
+// The statement that takes the transaction advisory locks of `ids` (integers only, written in).
+std::string LockSeriesSql(std::vector<int> ids) {
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::vector<std::int64_t> wide(ids.begin(), ids.end());
   // In id order, so two writers never wait on each other in a cycle.
-  OS_RETURN_IF_ERROR(conn->Exec(
-      fmt::format("SELECT count(pg_advisory_xact_lock({}, s)) FROM "
-                  "(SELECT unnest($1::int[]) AS s ORDER BY 1) x",
-                  kSeriesLockSpace),
-      {ArrayLiteral(wide)}));
-  return Ok();
+  return fmt::format("SELECT count(pg_advisory_xact_lock({}, s)) FROM "
+                     "(SELECT unnest('{}'::int[]) AS s ORDER BY 1) x",
+                     kSeriesLockSpace, ArrayLiteral(std::vector<std::int64_t>(ids.begin(), ids.end())));
+}
+}  // namespace
+
+Status PgStore::LockSeries(Conn* conn, std::vector<int> ids) {
+  if (ids.empty()) return Ok();
+  return conn->Exec(LockSeriesSql(std::move(ids))).map([](PgResult&&) {});
 }
 
 void PgStore::CommitGroup(std::vector<IngestJob>& group) {
@@ -1053,11 +1055,17 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     OrgId org;
     bool decommissioned;
   };
+  // One round trip (the arrays are integers only, so they are written into the script).
+  OS_ASSIGN_OR_RETURN(std::vector<PgResult> meta, c->ExecScript(fmt::format(
+      "SELECT id, org_id, decommissioned_at IS NOT NULL FROM devices WHERE id = ANY('{0}'::bigint[]); "
+      "SELECT id, time_zone FROM organizations WHERE id = ANY('{1}'::bigint[]); "
+      "SELECT org_id, data_class, unit, amount FROM retention_overrides "
+      "WHERE org_id = ANY('{1}'::bigint[]) AND data_class='raw_readings'",
+      ArrayLiteral(device_ids), ArrayLiteral(org_ids))));
+  if (meta.size() != 3) return MakeError(ErrorCode::kInternal, "the writer's metadata script gave no result");
   std::unordered_map<DeviceId, DeviceState> devices;
   {
-    OS_ASSIGN_OR_RETURN(PgResult r, c->Exec(
-        "SELECT id, org_id, decommissioned_at IS NOT NULL FROM devices WHERE id = ANY($1::bigint[])",
-        {ArrayLiteral(device_ids)}));
+    const PgResult& r = meta[0];
     for (int i = 0; i < r.Rows(); ++i) devices[r.Int(i, 0)] = {r.Int(i, 1), r.Bool(i, 2)};
   }
   struct OrgState {
@@ -1066,12 +1074,8 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   };
   std::unordered_map<OrgId, OrgState> orgs;
   {
-    OS_ASSIGN_OR_RETURN(PgResult r, c->Exec(
-        "SELECT id, time_zone FROM organizations WHERE id = ANY($1::bigint[])", {ArrayLiteral(org_ids)}));
-    OS_ASSIGN_OR_RETURN(PgResult o, c->Exec(
-        "SELECT org_id, data_class, unit, amount FROM retention_overrides "
-        "WHERE org_id = ANY($1::bigint[]) AND data_class='raw_readings'",
-        {ArrayLiteral(org_ids)}));
+    const PgResult& r = meta[1];
+    const PgResult& o = meta[2];
     for (int i = 0; i < r.Rows(); ++i) {
       OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(r.Text(i, 1)));
       RetentionPolicy policy;
@@ -1252,9 +1256,26 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
                                                 : staged[a].ts < staged[b].ts;
   });
 
-  OS_RETURN_IF_ERROR(c->Begin());
-  OS_RETURN_IF_ERROR(LockSeries(c, series_ids));
-  OS_RETURN_IF_ERROR(LoadNewest(c, series_ids));  // under the locks: no writer of them is midway
+  // One round trip: the transaction, the locks, and under them (no writer of these series is
+  // midway) the newest reading of those the hint does not know yet.
+  std::vector<std::int64_t> unknown;
+  for (int id : series_ids) {
+    if (newest_.count(id) == 0) unknown.push_back(id);
+  }
+  std::string begin = "BEGIN; " + LockSeriesSql(series_ids);
+  if (!unknown.empty()) {
+    begin += fmt::format(
+        "; SELECT k.s, (SELECT max(ts) FROM readings r WHERE r.series_id=k.s) "
+        "FROM unnest('{}'::int[]) AS k(s)",
+        ArrayLiteral(unknown));
+  }
+  OS_ASSIGN_OR_RETURN(std::vector<PgResult> begun, c->ExecScript(begin));
+  if (!unknown.empty()) {
+    const PgResult& r = begun.back();
+    for (int i = 0; i < r.Rows(); ++i) {
+      newest_[static_cast<int>(r.Int(i, 0))] = r.IsNull(i, 1) ? kNoReading : r.Int(i, 1);
+    }
+  }
 
   // Fast path: a series whose rows are all newer than its newest stored reading cannot collide
   // with a stored row, so its rows are COPYed straight into `readings` (none is a duplicate) and
@@ -1281,9 +1302,9 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   };
   BinaryCopy direct = reading_rows(fast);
   if (direct.rows() > 0) {
-    OS_RETURN_IF_ERROR(c->Exec("SAVEPOINT direct_copy"));
-    Status st = c->CopyIn("COPY readings(series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
-                          direct.Finish());
+    Status st = c->CopyIn(
+        "SAVEPOINT direct_copy; COPY readings(series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
+        direct.Finish());
     if (!st && st.error().code != ErrorCode::kAlreadyExists) return st;
     if (!st) {
       OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT direct_copy"));
@@ -1299,11 +1320,11 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   bool all_inserted = true;
   BinaryCopy rest = reading_rows([&](int series) { return !fast(series); });
   if (rest.rows() > 0) {
-    OS_RETURN_IF_ERROR(c->CopyIn("COPY stage(series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
-                                 rest.Finish()));
-    OS_ASSIGN_OR_RETURN(PgResult got, c->Exec(
+    OS_ASSIGN_OR_RETURN(PgResult got, c->CopyScript(
+        "COPY stage(series_id, ts, value) FROM STDIN WITH (FORMAT binary); "
         "INSERT INTO readings(series_id, ts, value) SELECT series_id, ts, value FROM stage "
-        "ON CONFLICT DO NOTHING RETURNING series_id, ts"));
+        "ON CONFLICT DO NOTHING RETURNING series_id, ts",
+        rest.Finish()));
     all_inserted = static_cast<std::size_t>(got.Rows()) == rest.rows();
     if (!all_inserted) {
       inserted.reserve(static_cast<std::size_t>(got.Rows()));
@@ -1336,8 +1357,8 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     put(kLevel1d, org.days->DayStart(s.ts));
   }
   if (!fresh_buckets.empty()) {
-    OS_RETURN_IF_ERROR(c->Exec("SAVEPOINT rollup_new"));
-    Status st = c->CopyIn("COPY rollups FROM STDIN WITH (FORMAT binary)", RollupRows(fresh_buckets).Finish());
+    Status st = c->CopyIn("SAVEPOINT rollup_new; COPY rollups FROM STDIN WITH (FORMAT binary)",
+                          RollupRows(fresh_buckets).Finish());
     if (!st && st.error().code != ErrorCode::kAlreadyExists) return st;
     if (!st) {  // stored after all (by another process, or rollups kept past raw retention)
       OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT rollup_new"));
@@ -1353,8 +1374,10 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     // decimal, rescaled values far from the int64 limits); a bucket it skips is not counted,
     // and then the whole merge goes back to the savepoint and runs in C++ instead (rare: a
     // non-decimal reading or a sum near 4.6e18 units).
-    OS_RETURN_IF_ERROR(c->CopyIn("COPY rollup_stage FROM STDIN WITH (FORMAT binary)", RollupRows(add).Finish()));
-    OS_ASSIGN_OR_RETURN(PgResult merged, c->Exec(kMergeRollupsSql));
+    OS_ASSIGN_OR_RETURN(PgResult merged,
+                        c->CopyScript(fmt::format("COPY rollup_stage FROM STDIN WITH (FORMAT binary); {}",
+                                                  kMergeRollupsSql),
+                                      RollupRows(add).Finish()));
     if (static_cast<std::size_t>(merged.Affected()) != add.size()) {
       OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT rollup_merge; DELETE FROM rollup_stage"));
       OS_RETURN_IF_ERROR(MergeRollupsInCpp(c, add));
@@ -1378,22 +1401,6 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       TimestampMs& n = newest_[id];
       n = std::max(n, span.newest);
     }
-  }
-  return Ok();
-}
-
-// The newest stored reading of each of `ids` not known yet (kNoReading: none), into newest_.
-Status PgStore::LoadNewest(Conn* c, const std::vector<int>& ids) {
-  std::vector<std::int64_t> missing;
-  for (int id : ids) {
-    if (newest_.count(id) == 0) missing.push_back(id);
-  }
-  if (missing.empty()) return Ok();
-  OS_ASSIGN_OR_RETURN(PgResult r, c->Exec(
-      "SELECT k.s, (SELECT max(ts) FROM readings r WHERE r.series_id=k.s) FROM unnest($1::int[]) AS k(s)",
-      {ArrayLiteral(missing)}));
-  for (int i = 0; i < r.Rows(); ++i) {
-    newest_[static_cast<int>(r.Int(i, 0))] = r.IsNull(i, 1) ? kNoReading : r.Int(i, 1);
   }
   return Ok();
 }
