@@ -1338,24 +1338,51 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   for (const auto& [device, list] : series_) {
     for (const auto& [metric, info] : list) series_org[info.id] = info.org;
   }
-  RollupMap add, fresh_buckets;
-  for (const auto& s : staged) {
-    const bool direct_row = fast(s.series);
-    if (!direct_row && !all_inserted && inserted.count({s.series, s.ts}) == 0) {
+  std::vector<char> stored(staged.size());
+  for (std::size_t k = 0; k < staged.size(); ++k) {
+    const Staged& s = staged[k];
+    stored[k] = fast(s.series) || all_inserted || inserted.count({s.series, s.ts}) != 0;
+    if (!stored[k]) {
       ++results[s.job].duplicates;
-      continue;
+    } else if (commit_listener_.active()) {
+      committed_refs_.emplace_back(s.job, s.index);
     }
-    if (commit_listener_.active()) committed_refs_.emplace_back(s.job, s.index);
-    OrgState& org = orgs[series_org[s.series]];
-    // A bucket that starts after the series' newest stored reading holds no stored reading.
-    const TimestampMs newest = direct_row ? newest_.at(s.series) : kFarFuture;
-    auto put = [&](int level, TimestampMs bucket) {
-      (bucket > newest ? fresh_buckets : add)[{s.series, level, bucket}].Add(s.ts, s.value);
-    };
-    put(kLevel5m, FloorTo(s.ts, kBucket5m));
-    put(kLevel1h, FloorTo(s.ts, kBucket1h));
-    put(kLevel1d, org.days->DayStart(s.ts));
   }
+  // In (series, ts) order each bucket's rows are one run: aggregate the run, then file it.
+  // A bucket that starts after the series' newest stored reading (fast path) holds no stored
+  // reading, so it is COPYed as new; the others are merged.
+  RollupMap add, fresh_buckets;
+  struct Run {
+    RollupKey key{-1, 0, 0};
+    RollupAgg agg;
+    TimestampMs newest = kFarFuture;  // of the run's series, when it went the fast path
+  };
+  Run runs[3];
+  auto file = [&](Run& run) {
+    if (run.key.series >= 0) (run.key.bucket > run.newest ? fresh_buckets : add).emplace(run.key, run.agg);
+  };
+  int series = -1;
+  TimestampMs newest = kFarFuture;
+  DayBucketer* days = nullptr;  // it caches the last day it computed
+  for (std::size_t k : order) {
+    if (!stored[k]) continue;
+    const Staged& s = staged[k];
+    if (s.series != series) {
+      series = s.series;
+      newest = fast(series) ? newest_.at(series) : kFarFuture;
+      days = &*orgs[series_org[series]].days;
+    }
+    const TimestampMs buckets[3] = {FloorTo(s.ts, kBucket5m), FloorTo(s.ts, kBucket1h), days->DayStart(s.ts)};
+    for (int level : {kLevel5m, kLevel1h, kLevel1d}) {
+      Run& run = runs[level];
+      if (run.key != RollupKey{series, level, buckets[level]}) {
+        file(run);
+        run = Run{{series, level, buckets[level]}, {}, newest};
+      }
+      run.agg.Add(s.ts, s.value);
+    }
+  }
+  for (Run& run : runs) file(run);
   if (!fresh_buckets.empty()) {
     Status st = c->CopyIn("SAVEPOINT rollup_new; COPY rollups FROM STDIN WITH (FORMAT binary)",
                           RollupRows(fresh_buckets).Finish());
