@@ -1,13 +1,16 @@
 // PostgreSQL store. Layout (see README.md in this folder):
 //
 //  * readings(series_id, ts, value), primary key (series_id, ts), range-partitioned by UTC
-//    month on ts. The writer bulk-loads each group commit with COPY into a temporary staging
-//    table and moves it with one INSERT ... ON CONFLICT DO NOTHING RETURNING, so duplicates are
+//    month on ts. The writer bulk-loads each group commit with binary COPY in (series, ts)
+//    order: straight into readings for the series whose rows are all newer than the newest
+//    reading it knows of (the fast path, behind a savepoint), the others through a temporary
+//    staging table and one INSERT ... ON CONFLICT DO NOTHING RETURNING, so duplicates are
 //    counted, never errors, and exactly the rows inserted feed the rollups.
 //  * rollups(series_id, level, bucket): one row per bucket with an exact decimal sum
-//    (core/rollup.hpp). Each group's partial aggregates are COPYed to a staging table and merged
-//    by one upsert that does RollupAgg::Merge in SQL (in C++ when a sum is not decimal or is
-//    near the int64 limits), in the same transaction as the readings. Charts read these rows;
+//    (core/rollup.hpp). Buckets newer than that reading are COPYed as new rows (behind a
+//    savepoint); the other partial aggregates are COPYed to a staging table and merged by one
+//    upsert that does RollupAgg::Merge in SQL (in C++ when a sum is not decimal or is near the
+//    int64 limits), in the same transaction as the readings. Charts read these rows;
 //    a coarse query never scans raw readings (which arrive time-ordered, so one series' rows
 //    sit one per heap page).
 //  * Several processes may ingest into one database: each group takes transaction-scoped
