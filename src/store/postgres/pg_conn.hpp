@@ -39,8 +39,7 @@ std::string ArrayLiteral(const std::vector<std::int64_t>& values);
 
 // Input for `COPY ... FROM STDIN WITH (FORMAT binary)`: the header, then each row as its field
 // count and the fields in the table's column types (network byte order), then the trailer.
-// The server converts nothing from text, which is most of what a text COPY of numbers costs it
-// beyond the insert itself.
+// The server parses no text. Used by one thread at a time, like Conn.
 class BinaryCopy {
  public:
   BinaryCopy();
