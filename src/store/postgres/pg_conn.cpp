@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +36,26 @@ std::string ArrayLiteral(const std::vector<std::int64_t>& values) {
     out += std::to_string(values[i]);
   }
   return out + "}";
+}
+
+BinaryCopy::BinaryCopy() {
+  static constexpr char kHeader[] = "PGCOPY\n\377\r\n\0";  // signature, then flags and extension length
+  data_.append(kHeader, sizeof(kHeader) - 1);
+  data_.append(8, '\0');
+}
+
+void BinaryCopy::Row(int fields) {
+  ++rows_;
+  data_ += static_cast<char>((fields >> 8) & 0xff);
+  data_ += static_cast<char>(fields & 0xff);
+}
+
+void BinaryCopy::Float8(double v) { Field(std::bit_cast<std::uint64_t>(v)); }
+
+std::string_view BinaryCopy::Finish() {
+  if (!finished_) data_.append("\xff\xff", 2);  // a field count of -1
+  finished_ = true;
+  return data_;
 }
 
 PgResult& PgResult::operator=(PgResult&& o) noexcept {
@@ -173,29 +194,64 @@ Result<PgResult> Conn::Exec(std::string_view sql, const std::vector<Param>& para
   return res;
 }
 
-Status Conn::CopyIn(std::string_view copy_sql, std::string_view data) {
-  std::string text(copy_sql);
-  PGresult* r = PQexec(conn_, text.c_str());
-  if (r == nullptr || PQresultStatus(r) != PGRES_COPY_IN) {
-    Error e = ErrorFrom(r, copy_sql);
-    if (r != nullptr) PQclear(r);
-    return tl::unexpected(e);
+Result<std::vector<PgResult>> Conn::ExecScript(std::string_view sql) {
+  std::string text(sql);
+  if (PQsendQuery(conn_, text.c_str()) != 1) return tl::unexpected(ErrorFrom(nullptr, sql));
+  std::vector<PgResult> out;
+  std::optional<Error> error;
+  while (PGresult* r = PQgetResult(conn_)) {
+    PgResult res(r);
+    const ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      if (!error) error = ErrorFrom(r, sql);
+      continue;  // read to the end: the connection is then ready for the next query
+    }
+    out.push_back(std::move(res));
   }
-  PQclear(r);
-  constexpr std::size_t kPiece = 1 << 20;
-  bool ok = true;
-  for (std::size_t off = 0; ok && off < data.size(); off += kPiece) {
-    std::size_t n = std::min(kPiece, data.size() - off);
-    ok = PQputCopyData(conn_, data.data() + off, static_cast<int>(n)) == 1;
+  if (error) return tl::unexpected(*error);
+  return out;
+}
+
+Result<PgResult> Conn::CopyScript(std::string_view sql, std::string_view data) {
+  std::string text(sql);
+  if (PQsendQuery(conn_, text.c_str()) != 1) return tl::unexpected(ErrorFrom(nullptr, sql));
+  std::optional<Error> error;
+  PgResult last;
+  bool copying = false;
+  auto take = [&](PGresult* r) {
+    const ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      last = PgResult(r);
+    } else {
+      if (!error) error = ErrorFrom(r, sql);
+      PQclear(r);
+    }
+  };
+  // The statements before the COPY; an error there skips the rest of the script.
+  while (PGresult* r = PQgetResult(conn_)) {
+    if (PQresultStatus(r) == PGRES_COPY_IN) {
+      PQclear(r);
+      copying = true;
+      break;
+    }
+    take(r);
   }
-  if (PQputCopyEnd(conn_, ok ? nullptr : "client error") != 1) ok = false;
-  Status result;
-  while ((r = PQgetResult(conn_)) != nullptr) {
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && result) result = tl::unexpected(ErrorFrom(r, copy_sql));
-    PQclear(r);
+  if (copying) {
+    constexpr std::size_t kPiece = 1 << 20;
+    bool ok = true;
+    for (std::size_t off = 0; ok && off < data.size(); off += kPiece) {
+      std::size_t n = std::min(kPiece, data.size() - off);
+      ok = PQputCopyData(conn_, data.data() + off, static_cast<int>(n)) == 1;
+    }
+    if (PQputCopyEnd(conn_, ok ? nullptr : "client error") != 1) ok = false;
+    // The COPY's own result, then those of the statements after it.
+    while (PGresult* r = PQgetResult(conn_)) take(r);
+    if (!ok && !error) error = ErrorFrom(nullptr, sql);
+  } else if (!error) {
+    error = Error{ErrorCode::kInternal, fmt::format("no COPY FROM STDIN in: {}", sql.substr(0, 60))};
   }
-  if (!ok && result) result = tl::unexpected(ErrorFrom(nullptr, copy_sql));
-  return result;
+  if (error) return tl::unexpected(*error);
+  return last;
 }
 
 void Conn::Rollback() {

@@ -37,6 +37,35 @@ void AppendCopyText(std::string* out, std::string_view s);
 // A bigint[] literal: {1,2,3}.
 std::string ArrayLiteral(const std::vector<std::int64_t>& values);
 
+// Input for `COPY ... FROM STDIN WITH (FORMAT binary)`: the header, then each row as its field
+// count and the fields in the table's column types (network byte order), then the trailer.
+// The server parses no text. Used by one thread at a time, like Conn.
+class BinaryCopy {
+ public:
+  BinaryCopy();
+  void Row(int fields);
+  void Int2(std::int16_t v) { Field(static_cast<std::uint16_t>(v)); }
+  void Int4(std::int32_t v) { Field(static_cast<std::uint32_t>(v)); }
+  void Int8(std::int64_t v) { Field(static_cast<std::uint64_t>(v)); }
+  void Float8(double v);
+  std::size_t rows() const { return rows_; }
+  // The whole input (the trailer appended on the first call).
+  std::string_view Finish();
+
+ private:
+  template <typename U>
+  void Field(U v) {  // length, then the value big-endian
+    char buf[4 + sizeof(U)] = {0, 0, 0, static_cast<char>(sizeof(U))};
+    for (std::size_t i = 0; i < sizeof(U); ++i) {
+      buf[4 + i] = static_cast<char>((v >> (8 * (sizeof(U) - 1 - i))) & 0xff);
+    }
+    data_.append(buf, sizeof(buf));
+  }
+  std::string data_;
+  std::size_t rows_ = 0;
+  bool finished_ = false;
+};
+
 class PgResult {
  public:
   explicit PgResult(PGresult* r = nullptr) : r_(r) {}
@@ -80,8 +109,16 @@ class Conn {
   Conn& operator=(const Conn&) = delete;
 
   Result<PgResult> Exec(std::string_view sql, const std::vector<Param>& params = {});
-  // Runs `COPY ... FROM STDIN` (text format) with `data` as its whole input.
-  Status CopyIn(std::string_view copy_sql, std::string_view data);
+  // Statements without parameters sent as one script (one round trip); each one's result.
+  // The first error skips the rest of the script and is what is returned.
+  Result<std::vector<PgResult>> ExecScript(std::string_view sql);
+  // A script with one `COPY ... FROM STDIN` among its statements, fed `data` (text format, or
+  // what BinaryCopy::Finish gives for `WITH (FORMAT binary)`): two round trips in all, however
+  // many statements stand before and after the COPY. Returns the last statement's result.
+  Result<PgResult> CopyScript(std::string_view sql, std::string_view data);
+  Status CopyIn(std::string_view copy_sql, std::string_view data) {
+    return CopyScript(copy_sql, data).map([](PgResult&&) {});
+  }
   Status Begin() { return Exec("BEGIN").map([](PgResult&&) {}); }
   Status Commit() { return Exec("COMMIT").map([](PgResult&&) {}); }
   void Rollback();

@@ -1,13 +1,16 @@
 // PostgreSQL store. Layout (see README.md in this folder):
 //
 //  * readings(series_id, ts, value), primary key (series_id, ts), range-partitioned by UTC
-//    month on ts. The writer bulk-loads each group commit with COPY into a temporary staging
-//    table and moves it with one INSERT ... ON CONFLICT DO NOTHING RETURNING, so duplicates are
+//    month on ts. The writer bulk-loads each group commit with binary COPY in (series, ts)
+//    order: straight into readings for the series whose rows are all newer than the newest
+//    reading it knows of (the fast path, behind a savepoint), the others through a temporary
+//    staging table and one INSERT ... ON CONFLICT DO NOTHING RETURNING, so duplicates are
 //    counted, never errors, and exactly the rows inserted feed the rollups.
 //  * rollups(series_id, level, bucket): one row per bucket with an exact decimal sum
-//    (core/rollup.hpp). Each group's partial aggregates are COPYed to a staging table and merged
-//    by one upsert that does RollupAgg::Merge in SQL (in C++ when a sum is not decimal or is
-//    near the int64 limits), in the same transaction as the readings. Charts read these rows;
+//    (core/rollup.hpp). Buckets newer than that reading are COPYed as new rows (behind a
+//    savepoint); the other partial aggregates are COPYed to a staging table and merged by one
+//    upsert that does RollupAgg::Merge in SQL (in C++ when a sum is not decimal or is near the
+//    int64 limits), in the same transaction as the readings. Charts read these rows;
 //    a coarse query never scans raw readings (which arrive time-ordered, so one series' rows
 //    sit one per heap page).
 //  * Several processes may ingest into one database: each group takes transaction-scoped
@@ -55,6 +58,7 @@ constexpr std::size_t kMaxRawPoints = 2'000'000;
 constexpr int kMonthsAhead = 2;                 // partitions kept ready beyond the current month
 constexpr int kLevel5m = 0, kLevel1h = 1, kLevel1d = 2;
 constexpr TimestampMs kFarFuture = std::numeric_limits<TimestampMs>::max() / 4;
+constexpr TimestampMs kNoReading = std::numeric_limits<TimestampMs>::min();  // a series' newest, when it has none
 
 TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
   TimestampMs f = FloorTo(ts, width);
@@ -144,11 +148,34 @@ constexpr const char* kMergeRollupsSql =
 #undef OS_RAISE_R
 #undef OS_POW10
 
-// COPY text format: numbers only, tab-separated.
-void AppendRollupRow(std::string* out, const RollupKey& k, const RollupAgg& a) {
-  fmt::format_to(std::back_inserter(*out), "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", k.series,
-                 k.level, k.bucket, a.count, a.min, a.max, a.first_ts, a.last_ts, a.scale,
-                 a.scaled_sum, a.double_sum);
+// One rollups row in COPY's binary format (the columns of `rollups`, in order).
+void AppendRollupRow(BinaryCopy* out, const RollupKey& k, const RollupAgg& a) {
+  out->Row(11);
+  out->Int4(k.series);
+  out->Int2(static_cast<std::int16_t>(k.level));
+  out->Int8(k.bucket);
+  out->Int8(a.count);
+  out->Float8(a.min);
+  out->Float8(a.max);
+  out->Int8(a.first_ts);
+  out->Int8(a.last_ts);
+  out->Int2(static_cast<std::int16_t>(a.scale));
+  out->Int8(a.scaled_sum);
+  out->Float8(a.double_sum);
+}
+
+// The rows of `buckets` in key order (so the server visits each series' index pages once).
+BinaryCopy RollupRows(const RollupMap& buckets) {
+  std::vector<const RollupMap::value_type*> sorted;
+  sorted.reserve(buckets.size());
+  for (const auto& entry : buckets) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->first.series, a->first.level, a->first.bucket) <
+           std::tie(b->first.series, b->first.level, b->first.bucket);
+  });
+  BinaryCopy out;
+  for (const auto* entry : sorted) AppendRollupRow(&out, entry->first, entry->second);
+  return out;
 }
 
 constexpr const char* kRollupColumns =
@@ -339,6 +366,10 @@ class PgStore final : public Store {
   std::unique_ptr<Conn> wconn_;
   std::unordered_map<DeviceId, std::vector<std::pair<std::string, SeriesInfo>>> series_;
   std::set<int> partitions_;  // month indexes known to exist
+  // The fast path's hint: per series, the ts of a stored reading with none newer as far as this
+  // process knows (read under the series lock when first needed, raised by each commit, dropped
+  // when a direct COPY found it stale or the server went away). Never trusted for correctness.
+  std::unordered_map<int, TimestampMs> newest_;
   // The last group commit: its size and how long it took (steady clock), for the linger below.
   std::size_t last_group_readings_ = 0;
   std::chrono::steady_clock::duration last_commit_time_{};
@@ -948,18 +979,21 @@ void PgStore::WriterLoop() {
   (void)FlushRequestLog();
 }
 
-Status PgStore::LockSeries(Conn* conn, std::vector<int> ids) {
-  if (ids.empty()) return Ok();
+namespace {
+// The statement that takes the transaction advisory locks of `ids` (integers only, written in).
+std::string LockSeriesSql(std::vector<int> ids) {
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::vector<std::int64_t> wide(ids.begin(), ids.end());
   // In id order, so two writers never wait on each other in a cycle.
-  OS_RETURN_IF_ERROR(conn->Exec(
-      fmt::format("SELECT count(pg_advisory_xact_lock({}, s)) FROM "
-                  "(SELECT unnest($1::int[]) AS s ORDER BY 1) x",
-                  kSeriesLockSpace),
-      {ArrayLiteral(wide)}));
-  return Ok();
+  return fmt::format("SELECT count(pg_advisory_xact_lock({}, s)) FROM "
+                     "(SELECT unnest('{}'::int[]) AS s ORDER BY 1) x",
+                     kSeriesLockSpace, ArrayLiteral(std::vector<std::int64_t>(ids.begin(), ids.end())));
+}
+}  // namespace
+
+Status PgStore::LockSeries(Conn* conn, std::vector<int> ids) {
+  if (ids.empty()) return Ok();
+  return conn->Exec(LockSeriesSql(std::move(ids))).map([](PgResult&&) {});
 }
 
 void PgStore::CommitGroup(std::vector<IngestJob>& group) {
@@ -973,6 +1007,7 @@ void PgStore::CommitGroup(std::vector<IngestJob>& group) {
       if (st.error().code == ErrorCode::kUnavailable) {
         wconn_.reset();
         pool_.Clear();
+        newest_.clear();  // perhaps another server now (a fail-over): learn it again
       }
     }
     writer_healthy_ = st.error().code != ErrorCode::kUnavailable;
@@ -1023,11 +1058,17 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     OrgId org;
     bool decommissioned;
   };
+  // One round trip (the arrays are integers only, so they are written into the script).
+  OS_ASSIGN_OR_RETURN(std::vector<PgResult> meta, c->ExecScript(fmt::format(
+      "SELECT id, org_id, decommissioned_at IS NOT NULL FROM devices WHERE id = ANY('{0}'::bigint[]); "
+      "SELECT id, time_zone FROM organizations WHERE id = ANY('{1}'::bigint[]); "
+      "SELECT org_id, data_class, unit, amount FROM retention_overrides "
+      "WHERE org_id = ANY('{1}'::bigint[]) AND data_class='raw_readings'",
+      ArrayLiteral(device_ids), ArrayLiteral(org_ids))));
+  if (meta.size() != 3) return MakeError(ErrorCode::kInternal, "the writer's metadata script gave no result");
   std::unordered_map<DeviceId, DeviceState> devices;
   {
-    OS_ASSIGN_OR_RETURN(PgResult r, c->Exec(
-        "SELECT id, org_id, decommissioned_at IS NOT NULL FROM devices WHERE id = ANY($1::bigint[])",
-        {ArrayLiteral(device_ids)}));
+    const PgResult& r = meta[0];
     for (int i = 0; i < r.Rows(); ++i) devices[r.Int(i, 0)] = {r.Int(i, 1), r.Bool(i, 2)};
   }
   struct OrgState {
@@ -1036,12 +1077,8 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   };
   std::unordered_map<OrgId, OrgState> orgs;
   {
-    OS_ASSIGN_OR_RETURN(PgResult r, c->Exec(
-        "SELECT id, time_zone FROM organizations WHERE id = ANY($1::bigint[])", {ArrayLiteral(org_ids)}));
-    OS_ASSIGN_OR_RETURN(PgResult o, c->Exec(
-        "SELECT org_id, data_class, unit, amount FROM retention_overrides "
-        "WHERE org_id = ANY($1::bigint[]) AND data_class='raw_readings'",
-        {ArrayLiteral(org_ids)}));
+    const PgResult& r = meta[1];
+    const PgResult& o = meta[2];
     for (int i = 0; i < r.Rows(); ++i) {
       OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(r.Text(i, 1)));
       RetentionPolicy policy;
@@ -1200,56 +1237,165 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   for (const auto& s : staged) months.insert(MonthIndexOf(s.ts));
   OS_RETURN_IF_ERROR(EnsurePartitions(c, months));
 
-  std::vector<int> series_ids;
-  series_ids.reserve(staged.size());
-  std::string data;
-  data.reserve(staged.size() * 32);
+  // The group's span of each series.
+  struct Span {
+    TimestampMs oldest, newest;
+  };
+  std::unordered_map<int, Span> spans;
   for (const auto& s : staged) {
-    series_ids.push_back(s.series);
-    fmt::format_to(std::back_inserter(data), "{}\t{}\t{}\n", s.series, s.ts, s.value);
+    auto [it, added] = spans.try_emplace(s.series, Span{s.ts, s.ts});
+    it->second.oldest = std::min(it->second.oldest, s.ts);
+    it->second.newest = std::max(it->second.newest, s.ts);
   }
+  std::vector<int> series_ids;
+  series_ids.reserve(spans.size());
+  for (const auto& [id, span] : spans) series_ids.push_back(id);
+  // The rows in (series, ts) order: each series' rows go into its index leaf one after the
+  // other, which costs the server about half of what the arrival order (one leaf per row) does.
+  std::vector<std::size_t> order(staged.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return staged[a].series != staged[b].series ? staged[a].series < staged[b].series
+                                                : staged[a].ts < staged[b].ts;
+  });
 
-  OS_RETURN_IF_ERROR(c->Begin());
-  OS_RETURN_IF_ERROR(LockSeries(c, std::move(series_ids)));
-  // Fast path: nothing of the group is stored yet (the common case: retries are rare), so COPY
-  // straight into the table. A duplicate fails the COPY: back to the savepoint, and the
-  // staging table sorts it out with ON CONFLICT DO NOTHING.
-  OS_RETURN_IF_ERROR(c->Exec("SAVEPOINT direct_copy"));
-  Status direct = c->CopyIn("COPY readings(series_id, ts, value) FROM STDIN", data);
-  if (!direct && direct.error().code != ErrorCode::kAlreadyExists) return direct;
-  std::unordered_set<std::pair<int, TimestampMs>, KeyHash> fresh;
-  bool all_fresh = static_cast<bool>(direct);
-  if (direct) {
-    OS_RETURN_IF_ERROR(c->Exec("RELEASE SAVEPOINT direct_copy"));
-  } else {
-    OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT direct_copy"));
-    OS_RETURN_IF_ERROR(c->CopyIn("COPY stage(series_id, ts, value) FROM STDIN", data));
-    OS_ASSIGN_OR_RETURN(PgResult inserted, c->Exec(
-        "INSERT INTO readings(series_id, ts, value) SELECT series_id, ts, value FROM stage "
-        "ON CONFLICT DO NOTHING RETURNING series_id, ts"));
-    all_fresh = static_cast<std::size_t>(inserted.Rows()) == staged.size();
-    fresh.reserve(static_cast<std::size_t>(inserted.Rows()));
-    for (int i = 0; i < inserted.Rows(); ++i) {
-      fresh.insert({static_cast<int>(inserted.Int(i, 0)), inserted.Int(i, 1)});
+  // One round trip: the transaction, the locks, and under them (no writer of these series is
+  // midway) the newest reading of those the hint does not know yet.
+  std::vector<std::int64_t> unknown;
+  for (int id : series_ids) {
+    if (newest_.count(id) == 0) unknown.push_back(id);
+  }
+  std::string begin = "BEGIN; " + LockSeriesSql(series_ids);
+  if (!unknown.empty()) {
+    begin += fmt::format(
+        "; SELECT k.s, (SELECT max(ts) FROM readings r WHERE r.series_id=k.s) "
+        "FROM unnest('{}'::int[]) AS k(s)",
+        ArrayLiteral(unknown));
+  }
+  OS_ASSIGN_OR_RETURN(std::vector<PgResult> begun, c->ExecScript(begin));
+  if (!unknown.empty()) {
+    const PgResult& r = begun.back();
+    for (int i = 0; i < r.Rows(); ++i) {
+      newest_[static_cast<int>(r.Int(i, 0))] = r.IsNull(i, 1) ? kNoReading : r.Int(i, 1);
     }
   }
 
-  // Rollups of exactly the rows inserted, merged into the stored buckets.
+  // Fast path: a series whose rows are all newer than its newest stored reading cannot collide
+  // with a stored row, so its rows are COPYed straight into `readings` (none is a duplicate) and
+  // the buckets that start after that reading are COPYed straight into `rollups`. The hint can
+  // be stale (another process may have stored the same rows since): each direct COPY runs
+  // behind a savepoint, and a unique violation sends its rows the general way, so the outcome
+  // is always exact.
+  bool hint_stale = false;
+  std::size_t fallbacks = 0, direct_stored = 0;
+  auto fast = [&](int series) {
+    return !hint_stale && spans.at(series).oldest > newest_.at(series);
+  };
+  auto reading_rows = [&](auto wanted) {
+    BinaryCopy out;
+    for (std::size_t k : order) {
+      const Staged& s = staged[k];
+      if (!wanted(s.series)) continue;
+      out.Row(3);
+      out.Int4(s.series);
+      out.Int8(s.ts);
+      out.Float8(s.value);
+    }
+    return out;
+  };
+  BinaryCopy direct = reading_rows(fast);
+  if (direct.rows() > 0) {
+    Status st = c->CopyIn(
+        "SAVEPOINT direct_copy; COPY readings(series_id, ts, value) FROM STDIN WITH (FORMAT binary)",
+        direct.Finish());
+    if (!st && st.error().code != ErrorCode::kAlreadyExists) return st;
+    if (!st) {
+      OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT direct_copy"));
+      hint_stale = true;
+      ++fallbacks;
+    } else {
+      direct_stored = direct.rows();
+    }
+  }
+  // The general path: the other rows through the staging table and ON CONFLICT DO NOTHING;
+  // duplicates are the rows not returned.
+  std::unordered_set<std::pair<int, TimestampMs>, KeyHash> inserted;
+  bool all_inserted = true;
+  BinaryCopy rest = reading_rows([&](int series) { return !fast(series); });
+  if (rest.rows() > 0) {
+    OS_ASSIGN_OR_RETURN(PgResult got, c->CopyScript(
+        "COPY stage(series_id, ts, value) FROM STDIN WITH (FORMAT binary); "
+        "INSERT INTO readings(series_id, ts, value) SELECT series_id, ts, value FROM stage "
+        "ON CONFLICT DO NOTHING RETURNING series_id, ts",
+        rest.Finish()));
+    all_inserted = static_cast<std::size_t>(got.Rows()) == rest.rows();
+    if (!all_inserted) {
+      inserted.reserve(static_cast<std::size_t>(got.Rows()));
+      for (int i = 0; i < got.Rows(); ++i) inserted.insert({static_cast<int>(got.Int(i, 0)), got.Int(i, 1)});
+    }
+  }
+
+  // Rollups of exactly the rows inserted: new buckets COPYed, the others merged into the
+  // stored buckets.
   std::unordered_map<int, OrgId> series_org;
   for (const auto& [device, list] : series_) {
     for (const auto& [metric, info] : list) series_org[info.id] = info.org;
   }
-  RollupMap add;
-  for (const auto& s : staged) {
-    if (!all_fresh && fresh.count({s.series, s.ts}) == 0) {
+  std::vector<char> stored(staged.size());
+  for (std::size_t k = 0; k < staged.size(); ++k) {
+    const Staged& s = staged[k];
+    stored[k] = fast(s.series) || all_inserted || inserted.count({s.series, s.ts}) != 0;
+    if (!stored[k]) {
       ++results[s.job].duplicates;
-      continue;
+    } else if (commit_listener_.active()) {
+      committed_refs_.emplace_back(s.job, s.index);
     }
-    if (commit_listener_.active()) committed_refs_.emplace_back(s.job, s.index);
-    OrgState& org = orgs[series_org[s.series]];
-    add[{s.series, kLevel5m, FloorTo(s.ts, kBucket5m)}].Add(s.ts, s.value);
-    add[{s.series, kLevel1h, FloorTo(s.ts, kBucket1h)}].Add(s.ts, s.value);
-    add[{s.series, kLevel1d, org.days->DayStart(s.ts)}].Add(s.ts, s.value);
+  }
+  // In (series, ts) order each bucket's rows are one run: aggregate the run, then file it.
+  // A bucket that starts after the series' newest stored reading (fast path) holds no stored
+  // reading, so it is COPYed as new; the others are merged.
+  RollupMap add, fresh_buckets;
+  struct Run {
+    RollupKey key{-1, 0, 0};
+    RollupAgg agg;
+    TimestampMs newest = kFarFuture;  // of the run's series, when it went the fast path
+  };
+  Run runs[3];
+  auto file = [&](Run& run) {
+    if (run.key.series >= 0) (run.key.bucket > run.newest ? fresh_buckets : add).emplace(run.key, run.agg);
+  };
+  int series = -1;
+  TimestampMs newest = kFarFuture;
+  DayBucketer* days = nullptr;  // it caches the last day it computed
+  for (std::size_t k : order) {
+    if (!stored[k]) continue;
+    const Staged& s = staged[k];
+    if (s.series != series) {
+      series = s.series;
+      newest = fast(series) ? newest_.at(series) : kFarFuture;
+      days = &*orgs[series_org[series]].days;
+    }
+    const TimestampMs buckets[3] = {FloorTo(s.ts, kBucket5m), FloorTo(s.ts, kBucket1h), days->DayStart(s.ts)};
+    for (int level : {kLevel5m, kLevel1h, kLevel1d}) {
+      Run& run = runs[level];
+      if (run.key != RollupKey{series, level, buckets[level]}) {
+        file(run);
+        run = Run{{series, level, buckets[level]}, {}, newest};
+      }
+      run.agg.Add(s.ts, s.value);
+    }
+  }
+  for (Run& run : runs) file(run);
+  if (!fresh_buckets.empty()) {
+    Status st = c->CopyIn("SAVEPOINT rollup_new; COPY rollups FROM STDIN WITH (FORMAT binary)",
+                          RollupRows(fresh_buckets).Finish());
+    if (!st && st.error().code != ErrorCode::kAlreadyExists) return st;
+    if (!st) {  // stored after all (by another process, or rollups kept past raw retention)
+      OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT rollup_new"));
+      add.merge(fresh_buckets);
+      hint_stale = true;
+      ++fallbacks;
+    }
   }
   if (!add.empty()) {
     // Set-based: the group's partial aggregates go to the staging table in one COPY and are
@@ -1258,17 +1404,35 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
     // decimal, rescaled values far from the int64 limits); a bucket it skips is not counted,
     // and then the whole merge goes back to the savepoint and runs in C++ instead (rare: a
     // non-decimal reading or a sum near 4.6e18 units).
-    std::string rows;
-    rows.reserve(add.size() * 96);
-    for (const auto& [k, agg] : add) AppendRollupRow(&rows, k, agg);
-    OS_RETURN_IF_ERROR(c->CopyIn("COPY rollup_stage FROM STDIN", rows));
-    OS_ASSIGN_OR_RETURN(PgResult merged, c->Exec(kMergeRollupsSql));
+    OS_ASSIGN_OR_RETURN(PgResult merged,
+                        c->CopyScript(fmt::format("COPY rollup_stage FROM STDIN WITH (FORMAT binary); {}",
+                                                  kMergeRollupsSql),
+                                      RollupRows(add).Finish()));
     if (static_cast<std::size_t>(merged.Affected()) != add.size()) {
       OS_RETURN_IF_ERROR(c->Exec("ROLLBACK TO SAVEPOINT rollup_merge; DELETE FROM rollup_stage"));
       OS_RETURN_IF_ERROR(MergeRollupsInCpp(c, add));
     }
   }
-  return c->Commit();
+  OS_RETURN_IF_ERROR(c->Commit());
+  if (options_.metrics != nullptr) {
+    options_.metrics->GetCounter("opensense_pg_writer_direct_readings_total",
+                                 "Readings COPYed straight into the readings table (the fast path).")
+        .Inc(direct_stored);
+    options_.metrics->GetCounter("opensense_pg_writer_fallbacks_total",
+                                 "Direct COPYs that met a stored row and went the general way.")
+        .Inc(fallbacks);
+  }
+  // Committed: each series now has a reading at its group's newest ts (stored by this group or
+  // before). After a fallback the hint of these series was wrong: read it again next time.
+  for (const auto& [id, span] : spans) {
+    if (hint_stale) {
+      newest_.erase(id);
+    } else {
+      TimestampMs& n = newest_[id];
+      n = std::max(n, span.newest);
+    }
+  }
+  return Ok();
 }
 
 // The stored buckets of `add`'s keys read, merged in C++ and written back (the general path of
@@ -1291,10 +1455,7 @@ Status PgStore::MergeRollupsInCpp(Conn* c, RollupMap& add) {
     stored.Merge(add[k]);
     add[k] = stored;
   }
-  std::string rows;
-  rows.reserve(add.size() * 96);
-  for (const auto& [k, agg] : add) AppendRollupRow(&rows, k, agg);
-  OS_RETURN_IF_ERROR(c->CopyIn("COPY rollup_stage FROM STDIN", rows));
+  OS_RETURN_IF_ERROR(c->CopyIn("COPY rollup_stage FROM STDIN WITH (FORMAT binary)", RollupRows(add).Finish()));
   return c->Exec(
              "INSERT INTO rollups SELECT * FROM rollup_stage ON CONFLICT (series_id, level, bucket) DO "
              "UPDATE SET count=excluded.count, min=excluded.min, max=excluded.max, "
@@ -1378,9 +1539,9 @@ Status PgStore::WriteRollups(Conn* conn, int series, int level,
       "DELETE FROM rollups WHERE series_id=$1 AND level=$2 AND bucket>=$3 AND bucket<$4",
       {P(series), P(level), P(from), P(to)}));
   if (buckets.empty()) return Ok();
-  std::string rows;
+  BinaryCopy rows;
   for (const auto& [bucket, agg] : buckets) AppendRollupRow(&rows, {series, level, bucket}, agg);
-  return conn->CopyIn("COPY rollups FROM STDIN", rows);
+  return conn->CopyIn("COPY rollups FROM STDIN WITH (FORMAT binary)", rows.Finish());
 }
 
 Status PgStore::RebuildSeries(Conn* conn, int series, OrgId org, TimestampMs from, TimestampMs to,

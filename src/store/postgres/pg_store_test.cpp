@@ -21,20 +21,61 @@ class PostgresStore : public testing::Test {
     dir_ = std::make_unique<ScratchDir>("pg");
     url_ = FreshPostgresDatabase(*admin_, dir_->path());
   }
-  std::unique_ptr<Store> Open(bool writer = true) {
+  std::unique_ptr<Store> Open(bool writer = true, MetricsRegistry* metrics = nullptr) {
     StoreOptions o;
     o.url = url_;
     o.clock = &clock_;
     o.writer = writer;
+    o.metrics = metrics;
     auto s = OpenStore(o);
     EXPECT_TRUE(s) << s.error().message;
     return s ? std::move(*s) : nullptr;
   }
+  // A UTC organisation with one device, created through `st`.
+  std::pair<OrgId, DeviceId> NewFridge(Store* st) {
+    auto org = st->CreateOrganization({"Cafe", "UTC", Tier::kFree});
+    EXPECT_TRUE(org);
+    auto dev = st->CreateDevice({org->id, "Fridge", std::nullopt, std::nullopt});
+    EXPECT_TRUE(dev);
+    return {org->id, dev ? dev->id : 0};
+  }
+  static constexpr TimestampMs kT0 = kNow - kMsPerDay;  // a whole hour
   std::optional<std::string> admin_;
   std::unique_ptr<ScratchDir> dir_;
   std::string url_;
   ManualClock clock_{kNow};
 };
+
+// What every level must hold for `truth` (ts -> value) of a series of a UTC organisation.
+void ExpectExactRollups(Store* st, OrgId org, DeviceId dev, const std::string& metric,
+                        const std::map<TimestampMs, double>& truth, const std::string& what) {
+  const TimestampMs from = kNow - 3 * kMsPerDay, to = kNow + kMsPerDay;
+  for (auto [res, width] : {std::pair{Resolution::k5m, kBucket5m}, std::pair{Resolution::k1h, kBucket1h},
+                            std::pair{Resolution::k1d, kMsPerDay}}) {
+    std::map<TimestampMs, RollupAgg> want;
+    for (const auto& [ts, v] : truth) want[FloorTo(ts, width)].Add(ts, v);
+    auto got = st->QuerySeries({org, dev, metric, from, to, res});
+    ASSERT_TRUE(got) << got.error().message;
+    ASSERT_EQ(got->points.size(), want.size()) << what << " " << ResolutionName(res);
+    std::size_t i = 0;
+    for (const auto& [bucket, agg] : want) {
+      const SeriesPoint& p = got->points[i++];
+      EXPECT_EQ(p.t, bucket) << what << " " << ResolutionName(res);
+      EXPECT_EQ(p.count, agg.count) << what << " " << ResolutionName(res) << " bucket " << bucket;
+      EXPECT_EQ(p.min, agg.min) << what;
+      EXPECT_EQ(p.max, agg.max) << what;
+      EXPECT_EQ(p.v, agg.Mean()) << what;
+    }
+  }
+  auto raw = st->QuerySeries({org, dev, metric, from, to, Resolution::kRaw});
+  ASSERT_TRUE(raw);
+  ASSERT_EQ(raw->points.size(), truth.size()) << what;
+  for (const SeriesPoint& p : raw->points) EXPECT_EQ(p.v, truth.at(p.t)) << what;
+}
+
+std::uint64_t CounterValue(MetricsRegistry& m, const char* name) {
+  return m.GetCounter(name, "").Value();
+}
 
 TEST_F(PostgresStore, APasswordInTheUrlIsRefused) {
   StoreOptions o;
@@ -177,6 +218,138 @@ TEST_F(PostgresStore, RollupMergeOutsideTheSqlFastPathMatchesRollupAgg) {
       EXPECT_EQ(got->points[0].v, agg.Mean()) << metric << " " << ResolutionName(res);
     }
   }
+}
+
+// The writer's fast path COPYs a series' rows straight into `readings` when they are all newer
+// than the newest reading it knows of, and new buckets straight into `rollups`. Another process
+// (here a second store on the same database) can have stored the same rows or buckets since:
+// the direct COPY then fails on the primary key and the group goes the general way, exactly.
+TEST_F(PostgresStore, ASecondWriterStoringTheSameRowsFirstSendsTheFastPathTheGeneralWay) {
+  MetricsRegistry ma, mb;
+  auto a = Open(true, &ma), b = Open(true, &mb);
+  auto [org, dev] = NewFridge(a.get());
+  const TimestampMs t0 = kT0;
+  std::map<TimestampMs, double> truth;
+  auto batch = [&](int from, int to, double v) {  // minutes [from, to) after t0
+    std::vector<Reading> out;
+    for (int m = from; m < to; ++m) {
+      const TimestampMs ts = t0 + m * kMsPerMinute;
+      out.push_back({dev, "temperature", "", ts, v + m * 0.01});
+      truth.emplace(ts, v + m * 0.01);  // the first write wins
+    }
+    return out;
+  };
+  auto ingest = [&](Store* st, std::vector<Reading> readings) {
+    auto r = st->Ingest(org, std::move(readings)).get();
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : IngestResult{};
+  };
+  // a: minutes 0-9 (fast path: a new series). b: minutes 10-19 (b reads the newest reading, 9).
+  EXPECT_EQ(ingest(a.get(), batch(0, 10, 4.0)).accepted, 10u);
+  EXPECT_EQ(ingest(b.get(), batch(10, 20, 5.0)).accepted, 10u);
+  EXPECT_EQ(CounterValue(ma, "opensense_pg_writer_direct_readings_total"), 10u);
+  EXPECT_EQ(CounterValue(mb, "opensense_pg_writer_direct_readings_total"), 10u);
+  // a still believes minute 9 is the newest: its direct COPY of minutes 10-24 meets b's rows,
+  // goes back to the savepoint, and the staging path counts b's ten as duplicates.
+  auto r = ingest(a.get(), batch(10, 25, 6.0));
+  EXPECT_EQ(r.accepted, 5u);
+  EXPECT_EQ(r.duplicates, 10u);
+  EXPECT_EQ(CounterValue(ma, "opensense_pg_writer_fallbacks_total"), 1u);
+  EXPECT_EQ(CounterValue(ma, "opensense_pg_writer_direct_readings_total"), 10u);
+  ExpectExactRollups(a.get(), org, dev, "temperature", truth, "after the readings fallback");
+
+  // The rollups' own fallback: a reads its hint again (24). b stores minute 40, opening the 5m
+  // bucket 40-44. a's minute 41 is new to `readings` (its direct COPY succeeds), but its bucket
+  // starts after 24, so a COPYs it as new, meets b's row and merges it instead.
+  EXPECT_EQ(ingest(a.get(), batch(25, 30, 7.0)).accepted, 5u);
+  EXPECT_EQ(ingest(b.get(), batch(40, 41, 8.0)).accepted, 1u);
+  r = ingest(a.get(), batch(41, 43, 9.0));
+  EXPECT_EQ(r.accepted, 2u);
+  EXPECT_EQ(r.duplicates, 0u);
+  EXPECT_EQ(CounterValue(ma, "opensense_pg_writer_fallbacks_total"), 2u);
+  EXPECT_EQ(CounterValue(ma, "opensense_pg_writer_direct_readings_total"), 17u);
+  ExpectExactRollups(a.get(), org, dev, "temperature", truth, "after the rollups fallback");
+  ExpectExactRollups(b.get(), org, dev, "temperature", truth, "read through b");
+}
+
+// Late and repeated readings of a series that went the fast path before, in one group with a
+// series that still goes it: each takes its own path, and counts and rollups stay exact.
+TEST_F(PostgresStore, LateReadingsAfterTheFastPathAreMergedExactly) {
+  MetricsRegistry m;
+  auto st = Open(true, &m);
+  auto [org, dev] = NewFridge(st.get());
+  const TimestampMs t0 = kT0;
+  std::map<std::string, std::map<TimestampMs, double>> truth;
+  std::vector<Reading> first;
+  for (int i = 0; i < 120; ++i) {
+    for (const char* metric : {"temperature", "humidity"}) {
+      const TimestampMs ts = t0 + i * kMsPerMinute;
+      first.push_back({dev, metric, "", ts, 3.5 + i * 0.25});
+      truth[metric][ts] = 3.5 + i * 0.25;
+    }
+  }
+  auto r = st->Ingest(org, first).get();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->accepted, 240u);
+  EXPECT_EQ(CounterValue(m, "opensense_pg_writer_direct_readings_total"), 240u);
+  // temperature: a repeat with another value (the stored one stays), a reading older than all,
+  // one between two stored minutes (late, in stored buckets), and newer ones.
+  // humidity: only newer readings (the fast path), including a bucket it has already.
+  std::vector<Reading> second = {
+      {dev, "temperature", "", t0 + 5 * kMsPerMinute, 99.0},
+      {dev, "temperature", "", t0 - 2 * kMsPerHour, -1.5},
+      {dev, "temperature", "", t0 + 30 * kMsPerMinute + 30000, 7.25},
+      {dev, "temperature", "", t0 + 150 * kMsPerMinute, 8.5},
+      {dev, "humidity", "", t0 + 119 * kMsPerMinute + 30000, 55.5},
+      {dev, "humidity", "", t0 + 200 * kMsPerMinute, 56.5},
+      {dev, "temperature", "", t0 + 5 * kMsPerMinute, 98.0},  // repeated within the batch
+  };
+  for (const Reading& x : second) truth[x.metric].emplace(x.ts, x.value);
+  r = st->Ingest(org, second).get();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->accepted, 5u);
+  EXPECT_EQ(r->duplicates, 2u);
+  EXPECT_EQ(CounterValue(m, "opensense_pg_writer_direct_readings_total"), 242u);
+  EXPECT_EQ(CounterValue(m, "opensense_pg_writer_fallbacks_total"), 0u);
+  for (const auto& [metric, rows] : truth) ExpectExactRollups(st.get(), org, dev, metric, rows, metric);
+}
+
+// The newest-reading hint lives in memory: a restarted store reads it again from the table and
+// does not take the readings it has already for new ones.
+TEST_F(PostgresStore, TheNewestReadingHintIsReadAgainAfterARestart) {
+  MetricsRegistry m1;
+  auto st = Open(true, &m1);
+  auto [org, dev] = NewFridge(st.get());
+  const TimestampMs t0 = kT0;
+  std::map<TimestampMs, double> truth;
+  std::vector<Reading> batch;
+  for (int i = 0; i < 30; ++i) {
+    batch.push_back({dev, "temperature", "", t0 + i * kMsPerMinute, 2.0 + i * 0.5});
+    truth[t0 + i * kMsPerMinute] = 2.0 + i * 0.5;
+  }
+  ASSERT_EQ(st->Ingest(org, batch).get()->accepted, 30u);
+  st->Close();
+  st.reset();
+
+  MetricsRegistry m2;
+  st = Open(true, &m2);
+  // The same readings again, and three new ones: the stored thirty are duplicates.
+  for (int i = 30; i < 33; ++i) {
+    batch.push_back({dev, "temperature", "", t0 + i * kMsPerMinute, 2.0 + i * 0.5});
+    truth[t0 + i * kMsPerMinute] = 2.0 + i * 0.5;
+  }
+  auto r = st->Ingest(org, batch).get();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->accepted, 3u);
+  EXPECT_EQ(r->duplicates, 30u);
+  EXPECT_EQ(CounterValue(m2, "opensense_pg_writer_fallbacks_total"), 0u);  // the hint was read, not guessed
+  EXPECT_EQ(CounterValue(m2, "opensense_pg_writer_direct_readings_total"), 0u);
+  // Newer ones only: the fast path again.
+  std::vector<Reading> next = {{dev, "temperature", "", t0 + 40 * kMsPerMinute, 9.0}};
+  truth[t0 + 40 * kMsPerMinute] = 9.0;
+  ASSERT_EQ(st->Ingest(org, next).get()->accepted, 1u);
+  EXPECT_EQ(CounterValue(m2, "opensense_pg_writer_direct_readings_total"), 1u);
+  ExpectExactRollups(st.get(), org, dev, "temperature", truth, "after a restart");
 }
 
 }  // namespace
