@@ -85,6 +85,11 @@ std::optional<std::string> SessionFromCookieHeader(const LoginOptions& o, std::s
     std::string_view value = part.substr(eq + 1);
     while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
     if (value.empty() || value.size() > 128) return std::nullopt;
+    // RFC 6265 cookie-octets only: no spaces, controls, quotes, commas, backslashes or bytes
+    // above 0x7e. Our session ids are base62; anything else is not one of ours.
+    for (unsigned char c : value) {
+      if (c < 0x21 || c > 0x7e || c == '"' || c == ',' || c == '\\') return std::nullopt;
+    }
     return std::string(value);
   }
   return std::nullopt;

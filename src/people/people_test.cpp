@@ -75,6 +75,12 @@ TEST(LoginRules, EmailsCookiesOriginsAndSessions) {
   EXPECT_EQ(SessionCookie(http, "abc").find("Secure"), std::string::npos);
   EXPECT_EQ(*SessionFromCookieHeader(http, "a=1; opensense_session=xyz; b=2"), "xyz");
   EXPECT_FALSE(SessionFromCookieHeader(https, "opensense_session=xyz"));
+  // A value that is not cookie-octets is no session (found by login_input_fuzz: a space inside).
+  EXPECT_FALSE(SessionFromCookieHeader(http, "opensense_session=ab cd"));
+  EXPECT_FALSE(SessionFromCookieHeader(http, std::string("opensense_session=ab\0cd", 23)));
+  EXPECT_FALSE(SessionFromCookieHeader(http, "opensense_session=\xa0xyz"));
+  EXPECT_FALSE(SessionFromCookieHeader(http, "opensense_session=\"xyz\""));
+  EXPECT_EQ(*SessionFromCookieHeader(http, "opensense_session=Ab9_-.~x  "), "Ab9_-.~x");
   EXPECT_TRUE(SameOrigin(https, "https://sense.example.com", std::nullopt));
   EXPECT_FALSE(SameOrigin(https, "https://sense.example.com.evil.net", std::nullopt));
   EXPECT_FALSE(SameOrigin(https, "http://sense.example.com", std::nullopt));
