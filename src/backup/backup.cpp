@@ -858,6 +858,15 @@ Result<Manifest> CreateBackup(const BackupOptions& o) {
     m.database = who.Text(0, 0);
     m.role = who.Text(0, 1);
     OS_ASSIGN_OR_RETURN(counts, PgCountsInOneSnapshot(conn.get()));
+    // pg_basebackup --wal-method=fetch collects the copy's WAL at its end; under heavy ingest the
+    // server may have recycled the first segments by then ("requested WAL segment ... has already
+    // been removed"). A temporary slot reserved now keeps every segment from here on until this
+    // connection closes (after the copy), and vanishes with it if this process dies.
+    if (auto slot = conn->Exec("SELECT pg_create_physical_replication_slot('opensense_backup_' || "
+                               "pg_backend_pid(), true, true)");
+        !slot) {
+      return tl::unexpected(ExplainBaseBackupFailure(o.store_url, slot.error()));
+    }
     Progress(o, fmt::format("{} readings before the copy; pg_basebackup of the cluster streamed into age ({} "
                             "recipient(s))",
                             counts.readings, recipients.size()));
