@@ -642,6 +642,19 @@ TEST_P(StoreConformance, LatestCoversCompactedAndRecentReadings) {
   EXPECT_EQ((*latest)[1].value, 3.7);
   EXPECT_EQ((*latest)[1].unit, "Cel");
   EXPECT_EQ(store_->Latest(other, d).error().code, ErrorCode::kNotFound);
+  // The newest reading moves into the (rewritten) newest chunk, then a late one joins it: the
+  // answer follows the chunk's contents, never a remembered earlier chunk.
+  ASSERT_TRUE(store_->Compact());
+  latest = store_->Latest(org, d);
+  ASSERT_TRUE(latest);
+  EXPECT_EQ((*latest)[1].ts, kNow - 1000);
+  EXPECT_EQ((*latest)[1].value, 3.7);
+  Ingest(org, {R(d, kNow - 2500, 9.9), R(d, kNow - 500, 3.8)});
+  ASSERT_TRUE(store_->Compact());
+  latest = store_->Latest(org, d);
+  ASSERT_TRUE(latest);
+  EXPECT_EQ((*latest)[1].ts, kNow - 500);
+  EXPECT_EQ((*latest)[1].value, 3.8);
 }
 
 TEST_P(StoreConformance, RequestLogIsWrittenAndKeptThirtyDays) {
