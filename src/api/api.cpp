@@ -4,6 +4,7 @@
 #include "api/device_profile_json.hpp"
 #include "api/reports_routes.hpp"
 #include "api/channels_routes.hpp"
+#include "api/chart_cache.hpp"
 #include "api/events.hpp"
 #include "api/json_number.hpp"
 
@@ -382,6 +383,8 @@ struct Api::Impl : internal::ApiContext {
   // changes by `opensense org`, in another process) instead of one store read per request.
   std::mutex tiers_mu;
   std::unordered_map<OrgId, std::pair<Tier, TimestampMs>> tiers;
+  // Chart answers (GET .../series) while the store says the device's data stands.
+  ChartCache chart_cache{options.chart_cache_bytes};
 
   std::optional<Tier> TierOf(OrgId org) {
     const TimestampMs now = clock->NowMs();
@@ -843,6 +846,19 @@ struct Api::Impl : internal::ApiContext {
     if (!dev) return FromError(dev.error());
     auto q = SeriesQueryFrom(req, p, dev->id);
     if (!q) return FromError(q.error());
+    // Cached only for an explicit 'to' (one that defaults to now is never asked for again), and
+    // only where the store can tell when the device's data changes (read before the query).
+    std::optional<std::uint64_t> version;
+    std::string key;
+    if (options.chart_cache_bytes > 0 && req.Query("to")) version = store->SeriesDataVersion(dev->id);
+    if (version) {
+      key = ChartCache::KeyOf(q->org, q->device, q->metric, q->from, q->to, q->resolution);
+      if (auto hit = chart_cache.Find(key, *version)) {
+        metrics->GetCounter("opensense_api_chart_cache_hits_total", "Chart answers served from the chart cache.").Inc();
+        return Response::Json(200, std::string(*hit));
+      }
+      metrics->GetCounter("opensense_api_chart_cache_misses_total", "Chart answers computed (not in the chart cache).").Inc();
+    }
     auto result = store->QuerySeries(*q);
     if (!result) return FromError(result.error());
     std::string out = fmt::format(R"({{"device":{},"metric":{},"unit":{},"resolution":"{}","points":[)",
@@ -868,6 +884,13 @@ struct Api::Impl : internal::ApiContext {
       out.push_back('}');
     }
     out += "]}";
+    if (version) {
+      auto body = std::make_shared<const std::string>(std::move(out));
+      chart_cache.Put(key, *version, body);
+      metrics->GetGauge("opensense_api_chart_cache_bytes", "Memory held by the chart cache.")
+          .Set(static_cast<double>(chart_cache.bytes()));
+      return Response::Json(200, std::string(*body));
+    }
     return Response::Json(200, std::move(out));
   }
 

@@ -64,6 +64,9 @@ struct ApiOptions {
   // store's commit listener, the alert service); null: the Api makes its own, fed by the store
   // only (no alert events).
   EventHub* events = nullptr;
+  // Memory for answers of GET /api/v1/devices/{id}/series kept until the device's data changes
+  // (api/chart_cache.hpp; setting chart_cache_mb); 0: every request is computed.
+  std::size_t chart_cache_bytes = 64u << 20;
 };
 
 // One route of the API table (also what docs/api.md must list).

@@ -9,6 +9,9 @@
 #include <set>
 #include <sstream>
 
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
 #include "store/test_util.hpp"
 
 namespace opensense::api {
@@ -83,6 +86,103 @@ TEST_F(ApiUnit, RequestsAreLoggedWithRouteTemplateAndPrincipal) {
   auto dry = store_->RunRetention(true);
   ASSERT_TRUE(dry);
   EXPECT_NE(metrics_.RenderPrometheus().find("route=\"/api/v1/devices/{id}\""), std::string::npos);
+}
+
+// The chart cache: a repeated chart request is answered from memory, and never with an answer
+// that an acknowledged write, a time zone change or another organisation's request would make
+// wrong.
+TEST_F(ApiUnit, ChartAnswersAreCachedUntilTheDevicesDataChanges) {
+  std::string admin = TokenFor(Role::kAdmin);
+  auto id = [&](const std::string& name) {
+    auto r = Call("POST", "/api/v1/devices", admin, R"({"name":")" + name + R"("})");
+    EXPECT_EQ(r.status, 201) << r.body;
+    return nlohmann::json::parse(r.body).at("id").get<DeviceId>();
+  };
+  const DeviceId a = id("a"), b = id("b");
+  auto ingest = [&](DeviceId d, TimestampMs ts, double v) {
+    auto r = store_->Ingest(org_, {Reading{d, "temperature", "", ts, v}}).get();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->accepted, 1u);
+  };
+  ingest(a, kNow - 30 * kMsPerHour, 3.5);
+  ingest(a, kNow - 2 * kMsPerHour, 4.5);
+  ingest(b, kNow - 2 * kMsPerHour, 9);
+  const std::string daily = fmt::format("/api/v1/devices/{}/series?metric=temperature&resolution=1d&from={}&to={}", a,
+                                        kNow - 3 * kMsPerDay, kNow + kMsPerDay);
+  auto hits = [&] { return metrics_.GetCounter("opensense_api_chart_cache_hits_total", "").Value(); };
+  auto misses = [&] { return metrics_.GetCounter("opensense_api_chart_cache_misses_total", "").Value(); };
+  auto count = [](const http::Response& r) {
+    std::int64_t n = 0;
+    const auto j = nlohmann::json::parse(r.body);
+    for (const auto& p : j.at("points")) n += p.at("count").get<std::int64_t>();
+    return n;
+  };
+
+  auto first = Call("GET", daily, admin);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(count(first), 2) << first.body;
+  EXPECT_EQ(misses(), 1u);
+  EXPECT_EQ(hits(), 0u);
+  auto again = Call("GET", daily, admin);
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_EQ(hits(), 1u);
+
+  // Another device's readings leave a's answer cached.
+  ingest(b, kNow - kMsPerHour, 10);
+  EXPECT_EQ(Call("GET", daily, admin).body, first.body);
+  EXPECT_EQ(hits(), 2u);
+
+  // An acknowledged reading of a is in the very next answer.
+  ingest(a, kNow - kMsPerHour, 6);
+  auto fresh = Call("GET", daily, admin);
+  EXPECT_EQ(count(fresh), 3);
+  EXPECT_EQ(misses(), 2u);
+  // Compaction moves the readings into chunks and rollups: same answer, computed again.
+  ASSERT_TRUE(store_->Compact());
+  auto compacted = Call("GET", daily, admin);
+  EXPECT_EQ(compacted.body, fresh.body);
+  EXPECT_EQ(misses(), 3u);
+
+  // Local days follow the organisation's new time zone at once.
+  ASSERT_TRUE(store_->SetOrganizationTimeZone(org_, "Pacific/Auckland"));
+  auto moved = Call("GET", daily, admin);
+  ASSERT_EQ(moved.status, 200);
+  EXPECT_NE(moved.body, fresh.body);
+  EXPECT_EQ(count(moved), 3);
+  EXPECT_EQ(misses(), 4u);
+
+  // Another organisation asking for the same target gets no answer, cached or not.
+  OrgId other = store_->CreateOrganization({"B", "UTC", Tier::kFree})->id;
+  auto u = store_->CreateUser(other, "owner@b.example", Role::kOwner);
+  std::string other_token = tokens_->IssueUserToken(other, u->id, Role::kOwner, "")->token;
+  EXPECT_EQ(Call("GET", daily, other_token).status, 404);
+
+  // Without 'to' (it defaults to now) the answer is computed and not kept.
+  const auto before_hits = hits(), before_misses = misses();
+  auto open_ended = fmt::format("/api/v1/devices/{}/series?metric=temperature&resolution=1h&from={}", a, kNow - kMsPerDay);
+  EXPECT_EQ(Call("GET", open_ended, admin).status, 200);
+  EXPECT_EQ(Call("GET", open_ended, admin).status, 200);
+  EXPECT_EQ(hits(), before_hits);
+  EXPECT_EQ(misses(), before_misses);
+}
+
+TEST_F(ApiUnit, ChartCacheOfZeroBytesComputesEveryAnswer) {
+  ApiOptions o;
+  o.chart_cache_bytes = 0;
+  Api api(store_.get(), tokens_.get(), &metrics_, &clock_, o);
+  http::Router router = api.BuildRouter();
+  std::string admin = TokenFor(Role::kAdmin);
+  DeviceId d = store_->CreateDevice({org_, "d", {}, {}, {}})->id;
+  ASSERT_TRUE(store_->Ingest(org_, {Reading{d, "temperature", "", kNow - kMsPerHour, 1}}).get());
+  const std::string target = fmt::format("/api/v1/devices/{}/series?metric=temperature&resolution=1h&from={}&to={}", d,
+                                         kNow - kMsPerDay, kNow);
+  for (int i = 0; i < 2; ++i) {
+    auto req = http::Request::FromTarget("GET", target);
+    req->headers.emplace_back("Authorization", "Bearer " + admin);
+    EXPECT_EQ(router.Handle(*req).status, 200);
+  }
+  EXPECT_EQ(metrics_.GetCounter("opensense_api_chart_cache_hits_total", "").Value(), 0u);
+  EXPECT_EQ(metrics_.GetCounter("opensense_api_chart_cache_misses_total", "").Value(), 0u);
 }
 
 TEST_F(ApiUnit, DocsListExactlyTheRoutes) {

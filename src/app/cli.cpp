@@ -305,6 +305,7 @@ int RunServe(const CommonFlags& flags, const ServeFlags& serve) {
   api_options.api_rate_per_org = cfg.api_rate_per_org;
   api_options.api_burst_per_org = cfg.api_burst_per_org;
   api_options.reports_running = cfg.reports_running;
+  api_options.chart_cache_bytes = static_cast<std::size_t>(cfg.chart_cache_mb) << 20;
   api_options.reports_waiting = cfg.reports_waiting;
   api_options.mail = &mail_queue;
   // Alerts (src/alerts): every commit's readings are judged as they are stored; the scheduler's

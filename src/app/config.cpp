@@ -596,6 +596,10 @@ const std::vector<Setting>& Table() {
       IntSetting("reports_running", "N",
                  "Compliance reports and CSV exports rendered at once by this process.", 1, 64,
                  &Config::reports_running),
+      IntSetting("chart_cache_mb", "MIB",
+                 "Memory for chart answers (GET /api/v1/devices/{id}/series with an explicit 'to') "
+                 "kept until the device's data changes; embedded store only. 0: none kept.",
+                 0, 65536, &Config::chart_cache_mb),
       IntSetting("reports_waiting", "N",
                  "Report requests that may wait for a slot (up to 20 s, then 503); beyond it "
                  "429 with Retry-After.",

@@ -47,6 +47,7 @@ struct Config {
   int api_burst_per_org = 0;
   // Reports: rendering at once, and waiting for a slot (beyond: 429).
   int reports_running = 2;
+  int chart_cache_mb = 64;
   int reports_waiting = 4;
   // IP addresses of reverse proxies (Caddy) whose X-Forwarded-For names the client in the API
   // request log, comma-separated. Default "" (trust no one: the TCP peer is the client).

@@ -115,7 +115,7 @@ TEST_F(ConfigTest, EmptyFileGivesTheDefaults) {
 
 TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
   const auto settings = Settings();
-  ASSERT_EQ(settings.size(), 56u);
+  ASSERT_EQ(settings.size(), 57u);
   std::set<std::string> names;
   for (const auto& s : settings) names.insert(s.name);
   EXPECT_EQ(names, (std::set<std::string>{"data_dir", "store", "store_synchronous", "listen",
@@ -141,7 +141,7 @@ TEST_F(ConfigTest, SettingsTableNamesEnvVarsAndFlags) {
                                           "self_signup", "login_links_per_address",
                                           "login_links_per_client", "session_idle_minutes",
                                           "session_absolute_hours", "api_rate_per_org",
-                                          "api_burst_per_org", "reports_running", "reports_waiting"}));
+                                          "api_burst_per_org", "reports_running", "reports_waiting", "chart_cache_mb"}));
   for (const auto& s : settings) {
     EXPECT_FALSE(s.description.empty()) << s.name;
     EXPECT_FALSE(s.value_name.empty()) << s.name;

@@ -198,6 +198,17 @@ class Store {
   // Points of one series in [from, to); rollup levels never scan raw readings.
   virtual Result<SeriesResult> QuerySeries(const SeriesQuery& query) = 0;
 
+  // A number that changes whenever anything QuerySeries may answer for `device` may have
+  // changed: readings committed for it, rollups rebuilt, retention, compaction, time zone or
+  // device changes. It changes before the writes are acknowledged, so an answer kept with the
+  // number read before its query is current while the number stays the same (api's chart
+  // cache). nullopt: this store cannot tell, because another process may write (PostgreSQL, or
+  // a store opened without its writer). No I/O.
+  virtual std::optional<std::uint64_t> SeriesDataVersion(DeviceId device) {
+    (void)device;
+    return std::nullopt;
+  }
+
   // Recomputes the rollups of one device over [from, to) from the finer level (5m from raw,
   // 1h and 1d from 5m). Buckets that straddle the range are recomputed whole.
   virtual Status RebuildRollups(OrgId org, DeviceId device, TimestampMs from, TimestampMs to) = 0;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cmath>
@@ -275,6 +276,12 @@ class SqliteStore final : public Store {
   // ---- readings ------------------------------------------------------------------------------
   std::future<Result<IngestResult>> Ingest(OrgId org, std::vector<Reading> readings) override;
   Result<SeriesResult> QuerySeries(const SeriesQuery& query) override;
+  std::optional<std::uint64_t> SeriesDataVersion(DeviceId device) override {
+    if (!options_.writer) return std::nullopt;
+    // A sum of counters that only grow changes whenever one of them does.
+    return data_generation_.load() + meta_generation_.load() +
+           device_generation_[static_cast<std::size_t>(device) % device_generation_.size()].load();
+  }
   Status RebuildRollups(OrgId org, DeviceId device, TimestampMs from, TimestampMs to) override;
   Result<RetentionReport> RunRetention(bool dry_run) override;
   Status Compact() override;
@@ -393,6 +400,11 @@ class SqliteStore final : public Store {
   std::unique_ptr<AlertStore> alerts_;  // its own connection
   CommitListenerSlot commit_listener_;
   std::atomic<std::uint64_t> meta_generation_{0};
+  // SeriesDataVersion: bumped by the writer after every task and compaction (anything may have
+  // changed), and per device (hashed into slots) by each commit of readings, before it is
+  // acknowledged.
+  std::atomic<std::uint64_t> data_generation_{0};
+  std::array<std::atomic<std::uint64_t>, 1024> device_generation_{};
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Db>> readers_;
@@ -1300,6 +1312,7 @@ void SqliteStore::WriterLoop() {
     if (task) {
       Status st = task->fn();
       dup_chunk_series_ = -1;  // tasks may rewrite chunks
+      data_generation_.fetch_add(1);
       task->promise.set_value(std::move(st));
     } else if (!group.empty()) {
       CommitGroup(group);
@@ -1605,6 +1618,15 @@ void SqliteStore::CommitGroup(std::vector<IngestJob>& group) {
     }
   }
   if (!pending.empty() && oldest_log_at_ == kNoTs) oldest_log_at_ = now;
+  // Visible to readers now; the devices' SeriesDataVersion moves before anyone is acknowledged.
+  for (const auto& job : group) {
+    DeviceId last = -1;
+    for (const Reading& r : job.readings) {
+      if (r.device == last) continue;
+      last = r.device;
+      device_generation_[static_cast<std::size_t>(r.device) % device_generation_.size()].fetch_add(1);
+    }
+  }
   if (options_.metrics != nullptr) {
     options_.metrics->GetHistogram("opensense_writer_commit_seconds", "Group commit latency (one transaction).")
         .Observe(static_cast<double>(clock_->NowMs() - now) / 1000.0);
@@ -1682,6 +1704,8 @@ Status SqliteStore::FlushSlice() {
       head_[id].samples.clear();
       head_[id].chunk_max_ts = max;
     }
+    // The same answers as before, from other rows; counted so nothing cached outlives a rewrite.
+    data_generation_.fetch_add(1);
   }
   flush_cursor_ = cursor;
   head_count_.fetch_sub(static_cast<std::int64_t>(flushed));
@@ -1948,6 +1972,7 @@ Status SqliteStore::Flush() {
     OS_RETURN_IF_ERROR(txn.Commit());
     for (auto& h : head_) h.samples.clear();
     for (auto [id, max] : new_max) head_[id].chunk_max_ts = max;
+    data_generation_.fetch_add(1);
   }
   head_count_ = 0;
   head_series_ = 0;

@@ -112,6 +112,59 @@ TEST(SqliteStore, OneWriterAtATimeButReadersMayJoin) {
   EXPECT_TRUE(OpenStore(Sqlite(dir, &clock)));  // the lock is released on close
 }
 
+// SeriesDataVersion (the API's chart cache relies on it): it moves for a device once a commit
+// of its readings is acknowledged, and after anything else the writer does to stored data; it
+// stays put for another device's readings; a store without the writer cannot tell.
+TEST(SqliteStore, SeriesDataVersionMovesWithTheDevicesData) {
+  ScratchDir dir("version");
+  ManualClock clock(kNow);
+  auto opened = OpenStore(Sqlite(dir, &clock));
+  ASSERT_TRUE(opened);
+  auto& store = **opened;
+  OrgId org = store.CreateOrganization({"A", "UTC", Tier::kFree})->id;
+  DeviceId a = store.CreateDevice({org, "a", {}, {}, {}})->id;
+  DeviceId b = store.CreateDevice({org, "b", {}, {}, {}})->id;
+  auto version = [&](DeviceId d) {
+    auto v = store.SeriesDataVersion(d);
+    EXPECT_TRUE(v.has_value());
+    return v.value_or(0);
+  };
+  std::uint64_t va = version(a), vb = version(b);
+  EXPECT_EQ(version(a), va) << "nothing happened";
+
+  ASSERT_TRUE(store.Ingest(org, {Reading{a, "temperature", "", kNow - 1000, 4.5}}).get());
+  EXPECT_NE(version(a), va) << "acknowledged readings of a";
+  EXPECT_EQ(version(b), vb) << "b's data did not change";
+  va = version(a);
+
+  ASSERT_TRUE(store.Ingest(org, {Reading{b, "temperature", "", kNow - 1000, 1}}).get());
+  EXPECT_NE(version(b), vb);
+  vb = version(b);
+
+  ASSERT_TRUE(store.Compact());
+  EXPECT_NE(version(a), va) << "compaction rewrote rows";
+  va = version(a);
+  ASSERT_TRUE(store.RebuildRollups(org, a, kNow - kMsPerDay, kNow));
+  EXPECT_NE(version(a), va) << "rebuilt rollups";
+  va = version(a);
+  ASSERT_TRUE(store.SetOrganizationTimeZone(org, "Europe/Berlin"));
+  EXPECT_NE(version(a), va) << "daily buckets moved";
+  va = version(a);
+  ASSERT_TRUE(store.RunRetention(false));
+  EXPECT_NE(version(a), va) << "retention may delete";
+  va = version(a);
+  DeviceUpdate up;
+  up.name = "renamed";
+  ASSERT_TRUE(store.UpdateDevice(org, a, up));
+  EXPECT_NE(version(a), va) << "device changes";
+
+  auto ro = Sqlite(dir, &clock);
+  ro.writer = false;
+  auto reader = OpenStore(ro);
+  ASSERT_TRUE(reader);
+  EXPECT_FALSE((*reader)->SeriesDataVersion(a).has_value()) << "another process writes: cannot tell";
+}
+
 // An incremental flush cycle commits chunks slice by slice and deletes the log rows it covered
 // only when the cycle ends; a crash in between leaves log rows whose readings are in chunks.
 // Replaying the log must skip them: nothing is read twice, counted twice in rollups, or stored
