@@ -746,9 +746,13 @@ struct Api::Impl : internal::ApiContext {
   Result<json> LatestJson(OrgId org, DeviceId device) {
     auto latest = store->Latest(org, device);
     if (!latest) return tl::unexpected(latest.error());
+    return LatestJsonOf(device, *latest);
+  }
+
+  static json LatestJsonOf(DeviceId device, const std::vector<store::LatestValue>& latest) {
     json metrics_json = json::array();
     TimestampMs last_seen = 0;
-    for (const auto& l : *latest) {
+    for (const auto& l : latest) {
       metrics_json.push_back({{"metric", l.metric}, {"unit", l.unit}, {"t", l.ts}, {"v", l.value}});
       last_seen = std::max(last_seen, l.ts);
     }
@@ -768,14 +772,49 @@ struct Api::Impl : internal::ApiContext {
   Response LatestAll(const auth::Principal& p) {
     auto list = store->ListDevices(p.org);
     if (!list) return FromError(list.error());
-    json devices = json::array();
-    for (const auto& d : *list) {
-      auto j = LatestJson(p.org, d.id);
-      if (!j) return FromError(j.error());
-      (*j)["name"] = d.name;
-      devices.push_back(std::move(*j));
+    auto latest = store->LatestOfOrganization(p.org);
+    if (!latest) return FromError(latest.error());
+    std::unordered_map<DeviceId, const std::vector<store::LatestValue>*> by_device;
+    for (const auto& l : *latest) by_device.emplace(l.device, &l.values);
+    // The same fields as LatestJsonOf plus "name", written in place (one string, no JSON tree).
+    std::string out = R"({"devices":[)";
+    out.reserve(out.size() + list->size() * 160);
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const Device& d = (*list)[i];
+      if (i > 0) out.push_back(',');
+      out += R"({"device":)";
+      AppendInt(out, d.id);
+      out += R"(,"metrics":[)";
+      TimestampMs last_seen = 0;
+      if (auto it = by_device.find(d.id); it != by_device.end()) {
+        bool first = true;
+        for (const auto& l : *it->second) {
+          if (!first) out.push_back(',');
+          first = false;
+          out += R"({"metric":)";
+          out += json(l.metric).dump();
+          out += R"(,"unit":)";
+          out += json(l.unit).dump();
+          out += R"(,"t":)";
+          AppendInt(out, l.ts);
+          out += R"(,"v":)";
+          AppendNumber(out, l.value);
+          out.push_back('}');
+          last_seen = std::max(last_seen, l.ts);
+        }
+      }
+      out += R"(],"last_seen":)";
+      if (last_seen > 0) {
+        AppendInt(out, last_seen);
+      } else {
+        out += "null";
+      }
+      out += R"(,"name":)";
+      out += json(d.name).dump();
+      out.push_back('}');
     }
-    return Response::Json(200, json({{"devices", devices}}).dump());
+    out += "]}";
+    return Response::Json(200, std::move(out));
   }
 
   // The overview's sparklines: hourly means of one metric of every device over the last hours.

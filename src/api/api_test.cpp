@@ -166,6 +166,33 @@ TEST_F(ApiUnit, ChartAnswersAreCachedUntilTheDevicesDataChanges) {
   EXPECT_EQ(misses(), before_misses);
 }
 
+TEST_F(ApiUnit, LatestOfEveryDeviceListsQuietDevicesAndEscapesNames) {
+  std::string viewer = TokenFor(Role::kViewer);
+  DeviceId busy = store_->CreateDevice({org_, "Fridge \"A\"\\1", {}, {}, {}})->id;
+  DeviceId quiet = store_->CreateDevice({org_, "quiet", {}, {}, {}})->id;
+  ASSERT_TRUE(store_->Ingest(org_, {Reading{busy, "temperature", "", kNow - 2000, 3.25},
+                                    Reading{busy, "humidity", "", kNow - 1000, 61}}).get());
+  auto r = Call("GET", "/api/v1/latest", viewer);
+  ASSERT_EQ(r.status, 200);
+  auto j = nlohmann::json::parse(r.body);
+  ASSERT_EQ(j.at("devices").size(), 2u);
+  for (const auto& d : j.at("devices")) {
+    if (d.at("device") == busy) {
+      EXPECT_EQ(d.at("name"), "Fridge \"A\"\\1");
+      EXPECT_EQ(d.at("last_seen"), kNow - 1000);
+      ASSERT_EQ(d.at("metrics").size(), 2u);
+      EXPECT_EQ(d.at("metrics")[0].at("metric"), "humidity");
+      EXPECT_EQ(d.at("metrics")[1].at("v"), 3.25);
+      EXPECT_EQ(d.at("metrics")[1].at("unit"), "Cel");
+      EXPECT_EQ(d.at("metrics")[1].at("t"), kNow - 2000);
+    } else {
+      EXPECT_EQ(d.at("device"), quiet);
+      EXPECT_TRUE(d.at("metrics").empty());
+      EXPECT_TRUE(d.at("last_seen").is_null());
+    }
+  }
+}
+
 TEST_F(ApiUnit, ChartCacheOfZeroBytesComputesEveryAnswer) {
   ApiOptions o;
   o.chart_cache_bytes = 0;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "store/postgres/pg_store.hpp"
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/sqlite_store.hpp"
@@ -29,5 +31,16 @@ Result<std::unique_ptr<Store>> OpenStore(const StoreOptions& options) {
 }
 
 int LatestSchemaVersion() { return sqlite::LatestVersion(); }
+
+Result<std::vector<DeviceLatest>> Store::LatestOfOrganization(OrgId org) {
+  OS_ASSIGN_OR_RETURN(auto devices, ListDevices(org));
+  std::sort(devices.begin(), devices.end(), [](const Device& a, const Device& b) { return a.id < b.id; });
+  std::vector<DeviceLatest> out;
+  for (const Device& d : devices) {
+    OS_ASSIGN_OR_RETURN(auto values, Latest(org, d.id));
+    if (!values.empty()) out.push_back(DeviceLatest{d.id, std::move(values)});
+  }
+  return out;
+}
 
 }  // namespace opensense::store

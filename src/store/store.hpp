@@ -101,6 +101,12 @@ struct LatestValue {
   double value = 0;
 };
 
+// One device's latest values (Store::LatestOfOrganization).
+struct DeviceLatest {
+  DeviceId device = 0;
+  std::vector<LatestValue> values;  // by metric, as Latest
+};
+
 // Fields of a device to change; absent fields stay as they are.
 struct DeviceUpdate {
   std::optional<std::string> name;
@@ -187,6 +193,9 @@ class Store {
 
   // The newest reading of every metric of a device.
   virtual Result<std::vector<LatestValue>> Latest(OrgId org, DeviceId device) = 0;
+  // Latest of every device of the organisation that has a reading, by device id (decommissioned
+  // devices too). The default asks Latest device by device; a backend may read it all at once.
+  virtual Result<std::vector<DeviceLatest>> LatestOfOrganization(OrgId org);
   // Queues request-log rows for the writer (batched; never blocks the request).
   virtual void LogRequests(std::vector<ApiRequestLog> rows) = 0;
 

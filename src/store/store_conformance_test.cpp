@@ -657,6 +657,46 @@ TEST_P(StoreConformance, LatestCoversCompactedAndRecentReadings) {
   EXPECT_EQ((*latest)[1].value, 3.8);
 }
 
+TEST_P(StoreConformance, LatestOfOrganizationIsLatestOfEachDeviceOfThatOrganisation) {
+  OrgId org = NewOrg(), other = NewOrg();
+  DeviceId a = NewDevice(org), quiet = NewDevice(org), b = NewDevice(org), foreign = NewDevice(other);
+  Ingest(org, {R(a, kNow - 5000, 3.5), R(a, kNow - 4000, 61, "humidity"), R(b, kNow - 4500, 7)});
+  Ingest(other, {R(foreign, kNow - 100, 99)});
+  ASSERT_TRUE(store_->Compact());
+  Ingest(org, {R(a, kNow - 1000, 3.7), R(b, kNow - 6000, 1)});  // b's is late: not its latest
+  auto all = store_->LatestOfOrganization(org);
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->size(), 2u) << "the quiet device and the other organisation's are not in it";
+  auto same = [](const std::vector<LatestValue>& x, const std::vector<LatestValue>& y) {
+    if (x.size() != y.size()) return false;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (x[i].metric != y[i].metric || x[i].unit != y[i].unit || x[i].ts != y[i].ts || x[i].value != y[i].value) {
+        return false;
+      }
+    }
+    return true;
+  };
+  EXPECT_EQ((*all)[0].device, std::min(a, b));
+  EXPECT_EQ((*all)[1].device, std::max(a, b));
+  for (const auto& d : *all) {
+    auto one = store_->Latest(org, d.device);
+    ASSERT_TRUE(one);
+    EXPECT_TRUE(same(d.values, *one)) << "device " << d.device;
+  }
+  const auto& of_a = (*all)[(*all)[0].device == a ? 0 : 1].values;
+  ASSERT_EQ(of_a.size(), 2u);
+  EXPECT_EQ(of_a[1].metric, "temperature");
+  EXPECT_EQ(of_a[1].ts, kNow - 1000);
+  const auto& of_b = (*all)[(*all)[0].device == b ? 0 : 1].values;
+  ASSERT_EQ(of_b.size(), 1u);
+  EXPECT_EQ(of_b[0].ts, kNow - 4500);
+  (void)quiet;
+  auto theirs = store_->LatestOfOrganization(other);
+  ASSERT_TRUE(theirs);
+  ASSERT_EQ(theirs->size(), 1u);
+  EXPECT_EQ((*theirs)[0].device, foreign);
+}
+
 TEST_P(StoreConformance, RequestLogIsWrittenAndKeptThirtyDays) {
   OrgId org = NewOrg();
   store_->LogRequests({ApiRequestLog{kNow - 31 * kMsPerDay, org, "user:1", "GET", "/api/v1/devices", 200, 150, "127.0.0.1"},

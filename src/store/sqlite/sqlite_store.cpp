@@ -271,6 +271,7 @@ class SqliteStore final : public Store {
   Status ExpireToken(OrgId org, std::int64_t token_id, TimestampMs at) override;
   Status TouchTokens(const std::vector<std::pair<std::int64_t, TimestampMs>>& used) override;
   Result<std::vector<LatestValue>> Latest(OrgId org, DeviceId device) override;
+  Result<std::vector<DeviceLatest>> LatestOfOrganization(OrgId org) override;
   void LogRequests(std::vector<ApiRequestLog> rows) override;
 
   // ---- readings ------------------------------------------------------------------------------
@@ -1211,6 +1212,40 @@ Result<std::vector<LatestValue>> SqliteStore::Latest(OrgId org, DeviceId device)
     }
     if (newest) out.push_back(LatestValue{metric, unit, newest->ts, newest->value});
   }
+  return out;
+}
+
+// One statement for the whole organisation: each series with its newest chunk (by the chunks'
+// primary key), then the head, as Latest does per device.
+Result<std::vector<DeviceLatest>> SqliteStore::LatestOfOrganization(OrgId org) {
+  OS_ASSIGN_OR_RETURN(ReaderLease db, AcquireReader());
+  OS_ASSIGN_OR_RETURN(Stmt * s, db->Prepare(
+      "SELECT s.id, s.device_id, s.metric, s.unit, "
+      "(SELECT c.data FROM chunks c WHERE c.series_id=s.id ORDER BY c.start_ts DESC LIMIT 1) "
+      "FROM series s JOIN devices d ON d.id=s.device_id WHERE d.org_id=? ORDER BY s.device_id, s.metric"));
+  s->Bind(1, org);
+  std::vector<DeviceLatest> out;
+  std::shared_lock head_lock(head_mu_);
+  while (true) {
+    auto row = s->Step();
+    if (!row) {
+      s->Reset();
+      return tl::unexpected(row.error());
+    }
+    if (!*row) break;
+    const std::int64_t sid = s->Int(0);
+    const DeviceId device = s->Int(1);
+    std::optional<Sample> newest;
+    if (!s->IsNull(4)) newest = NewestOfChunk(sid, s->Blob(4));
+    if (static_cast<std::size_t>(sid) < head_.size() && !head_[sid].samples.empty()) {
+      const Sample& h = head_[sid].samples.back();
+      if (!newest || h.ts > newest->ts) newest = h;
+    }
+    if (!newest) continue;
+    if (out.empty() || out.back().device != device) out.push_back(DeviceLatest{device, {}});
+    out.back().values.push_back(LatestValue{s->Text(2), s->Text(3), newest->ts, newest->value});
+  }
+  s->Reset();
   return out;
 }
 
