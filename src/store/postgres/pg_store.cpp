@@ -44,6 +44,7 @@
 #include "store/commit_listener.hpp"
 #include "store/postgres/pg_alert_store.hpp"
 #include "store/postgres/pg_conn.hpp"
+#include "store/postgres/pg_fold.hpp"
 #include "store/postgres/pg_notify_store.hpp"
 #include "store/postgres/pg_people_store.hpp"
 #include "store/postgres/pg_schema.hpp"
@@ -56,8 +57,7 @@ constexpr std::size_t kMaxGroupReadings = 200'000;
 constexpr std::int64_t kRetentionStep = 5'000;  // rows per retention transaction
 constexpr std::size_t kMaxRawPoints = 2'000'000;
 constexpr int kMonthsAhead = 2;                 // partitions kept ready beyond the current month
-constexpr int kLevel5m = 0, kLevel1h = 1, kLevel1d = 2;
-constexpr TimestampMs kFarFuture = std::numeric_limits<TimestampMs>::max() / 4;
+constexpr TimestampMs kFarFuture = kFoldAll;
 constexpr TimestampMs kNoReading = std::numeric_limits<TimestampMs>::min();  // a series' newest, when it has none
 
 TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
@@ -147,6 +147,75 @@ constexpr const char* kMergeRollupsSql =
 #undef OS_RAISE_E
 #undef OS_RAISE_R
 #undef OS_POW10
+
+// One bucket range to fold into stored rows (pg_fold.hpp): the 1h buckets of [from, to), or the
+// one local day [from, to).
+struct FoldTask {
+  int series;
+  int level;  // kLevel1h or kLevel1d
+  TimestampMs from, to;
+};
+
+// The tasks that move a series' fold mark from `mark` to `to` (hour-aligned, later): the hours in
+// between, and the local days that end by `to`. A series still at kFoldNone has no stored
+// reading before this group's `oldest` (every commit moves the mark), so its tasks start there.
+void AddFoldTasks(std::vector<FoldTask>* tasks, int series, TimestampMs mark, TimestampMs to,
+                  TimestampMs oldest, DayBucketer* days) {
+  const TimestampMs hour_from = mark == kFoldNone ? FloorTo(oldest, kBucket1h) : mark;
+  if (hour_from < to) tasks->push_back({series, kLevel1h, hour_from, to});
+  TimestampMs day = mark == kFoldNone ? days->DayStart(oldest) : FirstDerived(kLevel1d, mark, days->zone());
+  const TimestampMs last = days->DayStart(to);
+  while (day < last) {
+    Interval d = days->zone().DayOf(day);
+    tasks->push_back({series, kLevel1d, d.start, d.end});
+    day = d.end;
+  }
+}
+
+// One statement that stores the buckets of `tasks` from the 5-minute rows, doing
+// RollupAgg::Merge in SQL where it is exact (every sum decimal, and the sum of the magnitudes,
+// raised to the largest scale, within +-(2^62 - 1), so no order of additions can overflow).
+// It returns the buckets it left alone (series, level, bucket), for a merge in C++.
+std::string FoldSql(const std::vector<FoldTask>& tasks) {
+  std::vector<std::int64_t> s, l, a, b;
+  for (const FoldTask& t : tasks) {
+    s.push_back(t.series);
+    l.push_back(t.level);
+    a.push_back(t.from);
+    b.push_back(t.to);
+  }
+  constexpr const char* kPow10 =
+      "('{1,10,100,1000,10000,100000,1000000,10000000,100000000,1000000000}'::bigint[])";
+  return fmt::format(
+      "WITH k(s, l, a, b) AS (SELECT * FROM unnest('{0}'::int[], '{1}'::int[], '{2}'::bigint[], "
+      "'{3}'::bigint[])), "
+      "f0 AS (SELECT k.s, k.l, CASE WHEN k.l = {5} THEN r.bucket - ((r.bucket % {6}) + {6}) % {6} "
+      "ELSE k.a END AS b, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, r.scaled_sum "
+      "FROM k JOIN rollups r ON r.series_id = k.s AND r.level = 0 AND r.bucket >= k.a AND r.bucket < k.b), "
+      "f AS (SELECT f0.*, max(scale) OVER (PARTITION BY s, l, b) AS ms FROM f0), "
+      "g AS (SELECT s, l, b, sum(count)::bigint AS count, min(min) AS min, max(max) AS max, "
+      "min(first_ts) AS first_ts, max(last_ts) AS last_ts, max(scale) AS scale, "
+      "sum(scaled_sum::numeric * {4}[ms - scale + 1]) AS total, "
+      "coalesce(bool_and(scale >= 0) AND sum(abs(scaled_sum::numeric) * {4}[ms - scale + 1]) <= "
+      "4611686018427387903, false) AS ok FROM f GROUP BY s, l, b), "
+      "ins AS (INSERT INTO rollups SELECT s, l, b, count, min, max, first_ts, last_ts, scale, "
+      "total::bigint, 0 FROM g WHERE ok) "
+      "SELECT s, l, b FROM g WHERE NOT ok",
+      ArrayLiteral(s), ArrayLiteral(l), ArrayLiteral(a), ArrayLiteral(b), kPow10, kLevel1h,
+      kBucket1h);
+}
+
+std::string SetFoldMarksSql(const std::vector<std::pair<int, TimestampMs>>& marks) {
+  std::vector<std::int64_t> s, m;
+  for (const auto& [series, mark] : marks) {
+    s.push_back(series);
+    m.push_back(mark);
+  }
+  return fmt::format(
+      "UPDATE rollup_folds f SET fold_ts = k.m FROM unnest('{}'::int[], '{}'::bigint[]) AS k(s, m) "
+      "WHERE f.series_id = k.s",
+      ArrayLiteral(s), ArrayLiteral(m));
+}
 
 // One rollups row in COPY's binary format (the columns of `rollups`, in order).
 void AppendRollupRow(BinaryCopy* out, const RollupKey& k, const RollupAgg& a) {
@@ -331,6 +400,10 @@ class PgStore final : public Store {
   void CommitGroup(std::vector<IngestJob>& group);
   Status CommitStaged(const std::vector<IngestJob>& group, std::vector<IngestResult>& results);
   Status MergeRollupsInCpp(Conn* c, RollupMap& add);
+  Status Fold(Conn* c, const std::vector<FoldTask>& tasks,
+              const std::vector<std::pair<int, TimestampMs>>& marks);
+  Result<TimestampMs> FoldMark(Conn* c, int series);
+  Status FoldBefore(Conn* conn, OrgId org, const TimeZone& zone, TimestampMs to);
   Status FlushRequestLog();
   Status FlushRequestLogOnWriter() {
     return RunOnWriter([this] { return FlushRequestLog(); });
@@ -1124,9 +1197,14 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       }
       metrics += "}";
       units += "}";
+      // A series created here has no reading yet: no 1h/1d bucket is stored (kFoldNone). The
+      // statement is atomic, so a series never exists without its mark unless it came before
+      // the marks (or from SQLite) with every bucket stored.
       OS_RETURN_IF_ERROR(c->Exec(
-          "INSERT INTO series(device_id, metric, unit) SELECT * FROM unnest($1::bigint[], $2::text[], "
-          "$3::text[]) ON CONFLICT (device_id, metric) DO NOTHING",
+          fmt::format("WITH ins AS (INSERT INTO series(device_id, metric, unit) SELECT * FROM "
+                      "unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT (device_id, metric) "
+                      "DO NOTHING RETURNING id) INSERT INTO rollup_folds SELECT id, {} FROM ins",
+                      kFoldNone),
           {ArrayLiteral(new_devices), metrics, units}));
       OS_ASSIGN_OR_RETURN(PgResult got, c->Exec(
           "SELECT s.id, s.device_id, s.metric, s.unit FROM series s JOIN unnest($1::bigint[], $2::text[]) "
@@ -1209,8 +1287,10 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       if (series == nullptr) {  // not created above: should not happen, but be safe
         std::string unit = r.unit.empty() ? std::string(DefaultUnitFor(r.metric).value_or("")) : r.unit;
         OS_RETURN_IF_ERROR(c->Exec(
-            "INSERT INTO series(device_id, metric, unit) VALUES($1,$2,$3) "
-            "ON CONFLICT (device_id, metric) DO NOTHING",
+            fmt::format("WITH ins AS (INSERT INTO series(device_id, metric, unit) VALUES($1,$2,$3) "
+                        "ON CONFLICT (device_id, metric) DO NOTHING RETURNING id) "
+                        "INSERT INTO rollup_folds SELECT id, {} FROM ins",
+                        kFoldNone),
             {P(r.device), P(r.metric), P(unit)}));
         OS_ASSIGN_OR_RETURN(PgResult s, c->Exec(
             "SELECT id, unit FROM series WHERE device_id=$1 AND metric=$2", {P(r.device), P(r.metric)}));
@@ -1265,6 +1345,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   for (int id : series_ids) {
     if (newest_.count(id) == 0) unknown.push_back(id);
   }
+  // Last, the series' fold marks (pg_fold.hpp), which only a holder of the locks moves.
   std::string begin = "BEGIN; " + LockSeriesSql(series_ids);
   if (!unknown.empty()) {
     begin += fmt::format(
@@ -1272,11 +1353,23 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
         "FROM unnest('{}'::int[]) AS k(s)",
         ArrayLiteral(unknown));
   }
+  begin += fmt::format(
+      "; SELECT k.s, f.fold_ts FROM unnest('{}'::int[]) AS k(s) LEFT JOIN rollup_folds f ON "
+      "f.series_id=k.s",
+      ArrayLiteral(std::vector<std::int64_t>(series_ids.begin(), series_ids.end())));
   OS_ASSIGN_OR_RETURN(std::vector<PgResult> begun, c->ExecScript(begin));
+  if (begun.size() < 2) return MakeError(ErrorCode::kInternal, "the writer's lock script gave no result");
   if (!unknown.empty()) {
-    const PgResult& r = begun.back();
+    const PgResult& r = begun[begun.size() - 2];
     for (int i = 0; i < r.Rows(); ++i) {
       newest_[static_cast<int>(r.Int(i, 0))] = r.IsNull(i, 1) ? kNoReading : r.Int(i, 1);
+    }
+  }
+  std::unordered_map<int, TimestampMs> marks;
+  {
+    const PgResult& r = begun.back();
+    for (int i = 0; i < r.Rows(); ++i) {
+      marks[static_cast<int>(r.Int(i, 0))] = r.IsNull(i, 1) ? kFoldAll : r.Int(i, 1);
     }
   }
 
@@ -1354,18 +1447,29 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   // In (series, ts) order each bucket's rows are one run: aggregate the run, then file it.
   // A bucket that starts after the series' newest stored reading (fast path) holds no stored
   // reading, so it is COPYed as new; the others are merged.
+  // 1h and 1d buckets at or after the series' fold mark are not stored (they are derived from
+  // the 5-minute rows until the series moves past them): their runs are dropped here, and the
+  // buckets the group moves the series past are folded below.
   RollupMap add, fresh_buckets;
   struct Run {
     RollupKey key{-1, 0, 0};
     RollupAgg agg;
     TimestampMs newest = kFarFuture;  // of the run's series, when it went the fast path
+    TimestampMs first_derived = kFarFuture;  // of the run's level
   };
   Run runs[3];
   auto file = [&](Run& run) {
-    if (run.key.series >= 0) (run.key.bucket > run.newest ? fresh_buckets : add).emplace(run.key, run.agg);
+    if (run.key.series < 0 || run.key.bucket >= run.first_derived) return;
+    (run.key.bucket > run.newest ? fresh_buckets : add).emplace(run.key, run.agg);
   };
+  struct Moved {
+    TimestampMs oldest, newest;  // of the rows of the series stored by this group
+  };
+  std::unordered_map<int, Moved> moved;
   int series = -1;
   TimestampMs newest = kFarFuture;
+  TimestampMs first_derived[3] = {kFarFuture, kFarFuture, kFarFuture};
+  Moved* span = nullptr;
   DayBucketer* days = nullptr;  // it caches the last day it computed
   for (std::size_t k : order) {
     if (!stored[k]) continue;
@@ -1374,18 +1478,35 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       series = s.series;
       newest = fast(series) ? newest_.at(series) : kFarFuture;
       days = &*orgs[series_org[series]].days;
+      const TimestampMs mark = marks.count(series) ? marks[series] : kFoldAll;
+      first_derived[kLevel1h] = mark;
+      first_derived[kLevel1d] = mark == kFoldAll || mark == kFoldNone ? mark : days->DayStart(mark);
+      span = &moved.try_emplace(series, Moved{s.ts, s.ts}).first->second;
     }
+    span->newest = s.ts;  // rows are in ts order
     const TimestampMs buckets[3] = {FloorTo(s.ts, kBucket5m), FloorTo(s.ts, kBucket1h), days->DayStart(s.ts)};
     for (int level : {kLevel5m, kLevel1h, kLevel1d}) {
       Run& run = runs[level];
       if (run.key != RollupKey{series, level, buckets[level]}) {
         file(run);
-        run = Run{{series, level, buckets[level]}, {}, newest};
+        run = Run{{series, level, buckets[level]}, {}, newest, first_derived[level]};
       }
       run.agg.Add(s.ts, s.value);
     }
   }
   for (Run& run : runs) file(run);
+  // The series this group moves past their open hour (or day): their marks move to the hour of
+  // their newest row here, and the buckets in between are folded from the 5-minute rows (after
+  // those rows are written, below).
+  std::vector<FoldTask> fold_tasks;
+  std::vector<std::pair<int, TimestampMs>> new_marks;
+  for (const auto& [id, m] : moved) {
+    const TimestampMs mark = marks.count(id) ? marks[id] : kFoldAll;
+    const TimestampMs to = FloorTo(m.newest, kBucket1h);
+    if (mark == kFoldAll || to <= mark) continue;
+    AddFoldTasks(&fold_tasks, id, mark, to, m.oldest, &*orgs[series_org[id]].days);
+    new_marks.emplace_back(id, to);
+  }
   if (!fresh_buckets.empty()) {
     Status st = c->CopyIn("SAVEPOINT rollup_new; COPY rollups FROM STDIN WITH (FORMAT binary)",
                           RollupRows(fresh_buckets).Finish());
@@ -1413,6 +1534,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       OS_RETURN_IF_ERROR(MergeRollupsInCpp(c, add));
     }
   }
+  OS_RETURN_IF_ERROR(Fold(c, fold_tasks, new_marks));
   OS_RETURN_IF_ERROR(c->Commit());
   if (options_.metrics != nullptr) {
     options_.metrics->GetCounter("opensense_pg_writer_direct_readings_total",
@@ -1464,6 +1586,42 @@ Status PgStore::MergeRollupsInCpp(Conn* c, RollupMap& add) {
       .map([](PgResult&&) {});
 }
 
+// Stores the buckets of `tasks` from the 5-minute rows and sets the fold marks `marks`, in the
+// caller's transaction and under its series locks (pg_fold.hpp).
+Status PgStore::Fold(Conn* c, const std::vector<FoldTask>& tasks,
+                     const std::vector<std::pair<int, TimestampMs>>& marks) {
+  if (tasks.empty() && marks.empty()) return Ok();
+  std::string script = tasks.empty() ? "SELECT 1 WHERE false" : FoldSql(tasks);
+  if (!marks.empty()) script += "; " + SetFoldMarksSql(marks);
+  OS_ASSIGN_OR_RETURN(std::vector<PgResult> done, c->ExecScript(script));
+  if (done.empty()) return MakeError(ErrorCode::kInternal, "the rollup fold gave no result");
+  const PgResult& left = done.front();
+  if (left.Rows() == 0) return Ok();
+  // Buckets whose sums are not all decimal, or that come near the int64 limits: merged in C++.
+  BinaryCopy rows;
+  for (int i = 0; i < left.Rows(); ++i) {
+    const int series = static_cast<int>(left.Int(i, 0)), level = static_cast<int>(left.Int(i, 1));
+    const TimestampMs bucket = left.Int(i, 2);
+    TimestampMs end = bucket + kBucket1h;
+    if (level == kLevel1d) {
+      for (const FoldTask& t : tasks) {
+        if (t.series == series && t.level == level && t.from == bucket) end = t.to;
+      }
+    }
+    OS_ASSIGN_OR_RETURN(auto fives, ReadRollups(c, series, kLevel5m, bucket, end));
+    RollupAgg agg;
+    for (const auto& [b, a] : fives) agg.Merge(a);
+    AppendRollupRow(&rows, {series, level, bucket}, agg);
+  }
+  return c->CopyIn("COPY rollups FROM STDIN WITH (FORMAT binary)", rows.Finish());
+}
+
+// A series' fold mark (kFoldAll when it has none), read under its lock.
+Result<TimestampMs> PgStore::FoldMark(Conn* c, int series) {
+  OS_ASSIGN_OR_RETURN(PgResult r, c->Exec("SELECT fold_ts FROM rollup_folds WHERE series_id=$1", {P(series)}));
+  return r.Rows() == 0 ? kFoldAll : r.Int(0, 0);
+}
+
 // ================================================================================================
 // Queries
 
@@ -1489,8 +1647,9 @@ Result<SeriesResult> PgStore::QuerySeries(const SeriesQuery& q) {
 Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
   // The device's organisation, its zone and the series in one round trip.
   OS_ASSIGN_OR_RETURN(PgResult head, conn->Exec(
-      "SELECT d.org_id, o.time_zone, s.id, s.unit FROM devices d JOIN organizations o ON o.id=d.org_id "
-      "LEFT JOIN series s ON s.device_id=d.id AND s.metric=$2 WHERE d.id=$1",
+      "SELECT d.org_id, o.time_zone, s.id, s.unit, f.fold_ts FROM devices d "
+      "JOIN organizations o ON o.id=d.org_id LEFT JOIN series s ON s.device_id=d.id AND s.metric=$2 "
+      "LEFT JOIN rollup_folds f ON f.series_id=s.id WHERE d.id=$1",
       {P(q.device), P(q.metric)}));
   if (head.Rows() == 0 || head.Int(0, 0) != q.org) {
     return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", q.device));
@@ -1516,16 +1675,49 @@ Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
     }
     return out;
   }
+  const int level = LevelOf(out.resolution);
   TimestampMs first_bucket;
+  std::optional<TimeZone> zone;
   if (out.resolution == Resolution::k1d) {
-    OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(head.Text(0, 1)));
-    first_bucket = zone.DayOf(q.from).start;
+    OS_ASSIGN_OR_RETURN(zone, Zone(head.Text(0, 1)));
+    first_bucket = zone->DayOf(q.from).start;
   } else {
     first_bucket = FloorTo(q.from, out.resolution == Resolution::k5m ? kBucket5m : kBucket1h);
   }
-  OS_ASSIGN_OR_RETURN(auto buckets, ReadRollups(conn, sid, LevelOf(out.resolution), first_bucket, q.to));
-  out.points.reserve(buckets.size());
-  for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
+  // 1h and 1d buckets from the fold mark on are not stored: derived from the 5-minute rows
+  // (pg_fold.hpp), read in the same statement.
+  const TimestampMs mark = head.IsNull(0, 4) ? kFoldAll : head.Int(0, 4);
+  TimestampMs derived = kFoldAll;
+  if (level != kLevel5m && mark != kFoldAll) {
+    if (!zone) {
+      OS_ASSIGN_OR_RETURN(zone, Zone(head.Text(0, 1)));
+    }
+    derived = std::max(first_bucket, FirstDerived(level, mark, *zone));
+  }
+  if (derived >= q.to) {
+    OS_ASSIGN_OR_RETURN(auto buckets, ReadRollups(conn, sid, level, first_bucket, q.to));
+    out.points.reserve(buckets.size());
+    for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
+    return out;
+  }
+  OS_ASSIGN_OR_RETURN(PgResult r, conn->Exec(
+      fmt::format("SELECT level, {0} FROM rollups WHERE series_id=$1 AND level=$2 AND bucket>=$3 AND "
+                  "bucket<$4 UNION ALL SELECT level, {0} FROM rollups WHERE series_id=$1 AND level=0 "
+                  "AND bucket>=$4 AND bucket<$5 ORDER BY 1 DESC, 2",
+                  kRollupColumns),
+      {P(sid), P(level), P(first_bucket), P(derived), P(BucketsEnd(level, q.to, *zone))}));
+  std::map<TimestampMs, RollupAgg> fives;
+  for (int i = 0; i < r.Rows(); ++i) {
+    if (r.Int(i, 0) == level) {
+      out.points.push_back(ReadAgg(r, i, 2).ToPoint(r.Int(i, 1)));
+    } else {
+      fives.emplace_hint(fives.end(), r.Int(i, 1), ReadAgg(r, i, 2));
+    }
+  }
+  DayBucketer days(*zone);
+  for (const auto& [bucket, a] : Regroup(fives, level, &days)) {
+    if (bucket < q.to) out.points.push_back(a.ToPoint(bucket));
+  }
   return out;
 }
 
@@ -1550,9 +1742,16 @@ Status PgStore::RebuildSeries(Conn* conn, int series, OrgId org, TimestampMs fro
   if (zr.Rows() == 0) return MakeError(ErrorCode::kNotFound, fmt::format("no organisation {}", org));
   OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(zr.Text(0, 0)));
   OS_ASSIGN_OR_RETURN(RetentionPolicy policy, LoadPolicy(conn, org));
-  auto regroup = [](const std::map<TimestampMs, RollupAgg>& fine, auto bucket_of) {
+  // 1h and 1d buckets from the fold mark on are not stored (derived from the 5-minute rows,
+  // pg_fold.hpp): the ranges are cleared and rewritten only before it. The caller holds the lock.
+  OS_ASSIGN_OR_RETURN(TimestampMs mark, FoldMark(conn, series));
+  auto regroup = [&](const std::map<TimestampMs, RollupAgg>& fine, int level, auto bucket_of) {
+    const TimestampMs limit = FirstDerived(level, mark, zone);
     std::map<TimestampMs, RollupAgg> out;
-    for (const auto& [b, agg] : fine) out[bucket_of(b)].Merge(agg);
+    for (const auto& [b, agg] : fine) {
+      TimestampMs bucket = bucket_of(b);
+      if (bucket < limit) out[bucket].Merge(agg);
+    }
     return out;
   };
   if (!days_only) {
@@ -1570,7 +1769,7 @@ Status PgStore::RebuildSeries(Conn* conn, int series, OrgId org, TimestampMs fro
     TimestampMs ha = FloorTo(from, kBucket1h), hb = CeilTo(to, kBucket1h);
     OS_ASSIGN_OR_RETURN(auto fine, ReadRollups(conn, series, kLevel5m, ha, hb));
     OS_RETURN_IF_ERROR(WriteRollups(conn, series, kLevel1h,
-                                    regroup(fine, [](TimestampMs t) { return FloorTo(t, kBucket1h); }),
+                                    regroup(fine, kLevel1h, [](TimestampMs t) { return FloorTo(t, kBucket1h); }),
                                     ha, hb));
   }
   // 1d from 5m (1h cannot serve zones with 30- or 45-minute offsets), only for days whose
@@ -1583,7 +1782,7 @@ Status PgStore::RebuildSeries(Conn* conn, int series, OrgId org, TimestampMs fro
     DayBucketer days(zone);
     OS_ASSIGN_OR_RETURN(auto fine, ReadRollups(conn, series, kLevel5m, da, db));
     OS_RETURN_IF_ERROR(WriteRollups(conn, series, kLevel1d,
-                                    regroup(fine, [&](TimestampMs t) { return days.DayStart(t); }),
+                                    regroup(fine, kLevel1d, [&](TimestampMs t) { return days.DayStart(t); }),
                                     da, db));
   }
   return Ok();
@@ -1696,6 +1895,41 @@ Result<std::int64_t> PgStore::DropOldPartitions(Conn* conn, TimestampMs cutoff) 
   return rows;
 }
 
+// Moves the fold mark of the organisation's series that are behind `to` (hour-aligned) to it,
+// storing their 1h and 1d buckets before it: retention may then delete the 5-minute rows they
+// would have been derived from, and the 1h/1d rows past their own retention (pg_fold.hpp).
+Status PgStore::FoldBefore(Conn* conn, OrgId org, const TimeZone& zone, TimestampMs to) {
+  OS_ASSIGN_OR_RETURN(PgResult behind, conn->Exec(
+      "SELECT f.series_id FROM rollup_folds f JOIN series s ON s.id=f.series_id "
+      "JOIN devices d ON d.id=s.device_id WHERE d.org_id=$1 AND f.fold_ts<$2 AND f.fold_ts<>$3",
+      {P(org), P(to), P(kFoldNone)}));
+  if (behind.Rows() == 0) return Ok();
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < behind.Rows(); ++i) ids.push_back(behind.Int(i, 0));
+  OS_RETURN_IF_ERROR(conn->Begin());
+  auto body = [&]() -> Status {
+    OS_RETURN_IF_ERROR(LockSeries(conn, std::vector<int>(ids.begin(), ids.end())));
+    OS_ASSIGN_OR_RETURN(PgResult now, conn->Exec(
+        fmt::format("SELECT series_id, fold_ts FROM rollup_folds WHERE series_id = ANY('{}'::int[])",
+                    ArrayLiteral(ids))));
+    DayBucketer days(zone);
+    std::vector<FoldTask> tasks;
+    std::vector<std::pair<int, TimestampMs>> marks;
+    for (int i = 0; i < now.Rows(); ++i) {
+      const int id = static_cast<int>(now.Int(i, 0));
+      const TimestampMs mark = now.Int(i, 1);
+      if (mark >= to || mark == kFoldNone) continue;  // moved meanwhile
+      AddFoldTasks(&tasks, id, mark, to, mark, &days);
+      marks.emplace_back(id, to);
+    }
+    OS_RETURN_IF_ERROR(Fold(conn, tasks, marks));
+    return conn->Commit();
+  };
+  Status st = body();
+  if (!st) conn->Rollback();
+  return st;
+}
+
 Result<RetentionReport> PgStore::RunRetention(bool dry_run) {
   RetentionReport report;
   report.dry_run = dry_run;
@@ -1740,6 +1974,19 @@ Result<RetentionReport> PgStore::RunRetention(bool dry_run) {
     entry_of(DataClass::kRawReadings) += dropped;
   }
   for (const Organization& org : orgs) {
+    // Buckets still derived from 5-minute rows that retention is about to delete (or 1h/1d
+    // buckets past their own retention) are stored first. A dry run of a process that may not
+    // write leaves them; they are then not counted.
+    if (!dry_run || options_.writer) {
+      OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(org.time_zone));
+      TimestampMs fold_to = kFoldNone;
+      for (DataClass c : {DataClass::kRollup5m, DataClass::kRollup1h, DataClass::kRollup1d}) {
+        if (auto cut = RetentionCutoff(policies[org.id].For(c), now)) {
+          fold_to = std::max(fold_to, CeilTo(zone.DayOf(*cut).end, kBucket1h));
+        }
+      }
+      if (fold_to != kFoldNone) OS_RETURN_IF_ERROR(FoldBefore(conn.get(), org.id, zone, fold_to));
+    }
     for (DataClass c : kAllDataClasses) {
       if (c == DataClass::kAlertEvents || c == DataClass::kNotificationLogs) {
         continue;  // alert events are kept forever; notification logs arrive with their module

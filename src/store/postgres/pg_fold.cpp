@@ -1,0 +1,26 @@
+#include "store/postgres/pg_fold.hpp"
+
+namespace opensense::store::postgres {
+
+TimestampMs FirstDerived(int level, TimestampMs mark, const TimeZone& zone) {
+  if (level == kLevel1h || mark == kFoldAll || mark == kFoldNone) return mark;
+  return zone.DayOf(mark).start;
+}
+
+TimestampMs BucketsEnd(int level, TimestampMs to, const TimeZone& zone) {
+  if (to >= kFoldAll / 2) return to;
+  if (level == kLevel5m) return FloorTo(to - 1, kBucket5m) + kBucket5m;
+  if (level == kLevel1h) return FloorTo(to - 1, kBucket1h) + kBucket1h;
+  return zone.DayOf(to - 1).end;
+}
+
+std::map<TimestampMs, RollupAgg> Regroup(const std::map<TimestampMs, RollupAgg>& fives, int level,
+                                         DayBucketer* days) {
+  std::map<TimestampMs, RollupAgg> out;
+  for (const auto& [b, agg] : fives) {
+    out[level == kLevel1h ? FloorTo(b, kBucket1h) : days->DayStart(b)].Merge(agg);
+  }
+  return out;
+}
+
+}  // namespace opensense::store::postgres
