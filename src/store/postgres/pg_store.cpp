@@ -173,9 +173,12 @@ void AddFoldTasks(std::vector<FoldTask>* tasks, int series, TimestampMs mark, Ti
 }
 
 // One statement that stores the buckets of `tasks` from the 5-minute rows, doing
-// RollupAgg::Merge in SQL where it is exact (every sum decimal, and the sum of the magnitudes,
-// raised to the largest scale, within +-(2^62 - 1), so no order of additions can overflow).
-// It returns the buckets it left alone (series, level, bucket), for a merge in C++.
+// RollupAgg::Merge in SQL where it is exact: every sum decimal, each raised to scale 9 within
+// int64 (else the term is NULL and the bucket left out), and the sum of the magnitudes at the
+// bucket's scale within +-(2^62 - 1), so that no order of additions overflows. It returns the
+// buckets it left alone (series, level, bucket), for a merge in C++. The 5-minute rows are read
+// by one index range scan per task (LATERAL ... OFFSET 0 keeps the planner from hashing the
+// whole table).
 std::string FoldSql(const std::vector<FoldTask>& tasks) {
   std::vector<std::int64_t> s, l, a, b;
   for (const FoldTask& t : tasks) {
@@ -184,24 +187,27 @@ std::string FoldSql(const std::vector<FoldTask>& tasks) {
     a.push_back(t.from);
     b.push_back(t.to);
   }
-  constexpr const char* kPow10 =
+  // 10^(9 - scale) at [10 - scale]: scale 9 -> 1, scale 0 -> 10^9; out of range -> NULL.
+  constexpr const char* kRaise =
       "('{1,10,100,1000,10000,100000,1000000,10000000,100000000,1000000000}'::bigint[])";
   return fmt::format(
       "WITH k(s, l, a, b) AS (SELECT * FROM unnest('{0}'::int[], '{1}'::int[], '{2}'::bigint[], "
       "'{3}'::bigint[])), "
-      "f0 AS (SELECT k.s, k.l, CASE WHEN k.l = {5} THEN r.bucket - ((r.bucket % {6}) + {6}) % {6} "
-      "ELSE k.a END AS b, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, r.scaled_sum "
-      "FROM k JOIN rollups r ON r.series_id = k.s AND r.level = 0 AND r.bucket >= k.a AND r.bucket < k.b), "
-      "f AS (SELECT f0.*, max(scale) OVER (PARTITION BY s, l, b) AS ms FROM f0), "
+      "t AS (SELECT k.s, k.l, CASE WHEN k.l = {5} THEN r.bucket - ((r.bucket % {6}) + {6}) % {6} "
+      "ELSE k.a END AS b, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, "
+      "CASE WHEN r.scale BETWEEN 0 AND 9 AND r.scaled_sum BETWEEN -(4611686018427387903 / {4}[10 - r.scale]) "
+      "AND 4611686018427387903 / {4}[10 - r.scale] "
+      "THEN r.scaled_sum * {4}[10 - r.scale] END AS raised "
+      "FROM k CROSS JOIN LATERAL (SELECT * FROM rollups r WHERE r.series_id = k.s AND r.level = 0 "
+      "AND r.bucket >= k.a AND r.bucket < k.b OFFSET 0) r), "
       "g AS (SELECT s, l, b, sum(count)::bigint AS count, min(min) AS min, max(max) AS max, "
       "min(first_ts) AS first_ts, max(last_ts) AS last_ts, max(scale) AS scale, "
-      "sum(scaled_sum::numeric * {4}[ms - scale + 1]) AS total, "
-      "coalesce(bool_and(scale >= 0) AND sum(abs(scaled_sum::numeric) * {4}[ms - scale + 1]) <= "
-      "4611686018427387903, false) AS ok FROM f GROUP BY s, l, b), "
+      "sum(raised) AS total, count(raised) = count(*) AND max(scale) BETWEEN 0 AND 9 AND "
+      "sum(abs(raised)) / {4}[10 - max(scale)] <= 4611686018427387903 AS ok FROM t GROUP BY s, l, b), "
       "ins AS (INSERT INTO rollups SELECT s, l, b, count, min, max, first_ts, last_ts, scale, "
-      "total::bigint, 0 FROM g WHERE ok) "
+      "(total / {4}[10 - scale])::bigint, 0 FROM g WHERE ok) "
       "SELECT s, l, b FROM g WHERE NOT ok",
-      ArrayLiteral(s), ArrayLiteral(l), ArrayLiteral(a), ArrayLiteral(b), kPow10, kLevel1h,
+      ArrayLiteral(s), ArrayLiteral(l), ArrayLiteral(a), ArrayLiteral(b), kRaise, kLevel1h,
       kBucket1h);
 }
 
