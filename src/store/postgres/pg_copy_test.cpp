@@ -662,6 +662,23 @@ TEST_F(StoreCopy, TheOpenHourAndDayOfAPostgresSeriesArriveInSqliteAndComeBack) {
   ASSERT_TRUE(pg->Ingest(org, later).get());
   ASSERT_TRUE(sqlite->Ingest(org, later).get());
   EXPECT_EQ(all(*pg), all(*sqlite));
+  {
+    // The copied series (every bucket stored) left its open hour and day to derivation.
+    auto conn = Connect(pg2);
+    ASSERT_TRUE(conn);
+    auto marks = conn->Exec("SELECT count(*) FROM rollup_folds");
+    ASSERT_TRUE(marks);
+    EXPECT_EQ(marks->Int(0, 0), 1);
+  }
+  later.clear();
+  clock_.Set(now_ + 2 * kMsPerHour);
+  for (int i = 0; i < 90; ++i) later.push_back({dev, "temperature", "", now_ + (20 + i) * kMsPerMinute + 2, 2.75});
+  later.push_back({dev, "temperature", "", now_ - 5 * kMsPerHour + 3, 0.25});  // late
+  auto got = pg->Ingest(org, later).get();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->accepted, later.size());
+  ASSERT_TRUE(sqlite->Ingest(org, later).get());
+  EXPECT_EQ(all(*pg), all(*sqlite));
   pg->Close();
   sqlite->Close();
 }

@@ -211,6 +211,28 @@ std::string FoldSql(const std::vector<FoldTask>& tasks) {
       kBucket1h);
 }
 
+// A series without a mark (every bucket stored) that gets one: `hour` its new mark, `day` the
+// first local day it leaves to derivation (FirstDerived(kLevel1d, hour)).
+struct Unfold {
+  int series;
+  TimestampMs hour, day;
+};
+
+std::string UnfoldSql(const std::vector<Unfold>& unfolds) {
+  std::vector<std::int64_t> s, h, d;
+  for (const Unfold& u : unfolds) {
+    s.push_back(u.series);
+    h.push_back(u.hour);
+    d.push_back(u.day);
+  }
+  return fmt::format(
+      "DELETE FROM rollups r USING unnest('{0}'::int[], '{1}'::bigint[], '{2}'::bigint[]) AS k(s, h, d) "
+      "WHERE r.series_id = k.s AND ((r.level = {3} AND r.bucket >= k.h) OR (r.level = {4} AND r.bucket >= k.d)); "
+      "INSERT INTO rollup_folds SELECT * FROM unnest('{0}'::int[], '{1}'::bigint[]) "
+      "ON CONFLICT (series_id) DO UPDATE SET fold_ts = excluded.fold_ts",
+      ArrayLiteral(s), ArrayLiteral(h), ArrayLiteral(d), kLevel1h, kLevel1d);
+}
+
 std::string SetFoldMarksSql(const std::vector<std::pair<int, TimestampMs>>& marks) {
   std::vector<std::int64_t> s, m;
   for (const auto& [series, mark] : marks) {
@@ -407,7 +429,8 @@ class PgStore final : public Store {
   Status CommitStaged(const std::vector<IngestJob>& group, std::vector<IngestResult>& results);
   Status MergeRollupsInCpp(Conn* c, RollupMap& add);
   Status Fold(Conn* c, const std::vector<FoldTask>& tasks,
-              const std::vector<std::pair<int, TimestampMs>>& marks);
+              const std::vector<std::pair<int, TimestampMs>>& marks,
+              const std::vector<Unfold>& unfolds = {});
   Result<TimestampMs> FoldMark(Conn* c, int series);
   Status FoldBefore(Conn* conn, OrgId org, const TimeZone& zone, TimestampMs to);
   Status FlushRequestLog();
@@ -1142,7 +1165,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       "SELECT id, org_id, decommissioned_at IS NOT NULL FROM devices WHERE id = ANY('{0}'::bigint[]); "
       "SELECT id, time_zone FROM organizations WHERE id = ANY('{1}'::bigint[]); "
       "SELECT org_id, data_class, unit, amount FROM retention_overrides "
-      "WHERE org_id = ANY('{1}'::bigint[]) AND data_class='raw_readings'",
+      "WHERE org_id = ANY('{1}'::bigint[]) AND data_class IN ('raw_readings', 'rollup_5m')",
       ArrayLiteral(device_ids), ArrayLiteral(org_ids))));
   if (meta.size() != 3) return MakeError(ErrorCode::kInternal, "the writer's metadata script gave no result");
   std::unordered_map<DeviceId, DeviceState> devices;
@@ -1153,6 +1176,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   struct OrgState {
     std::optional<DayBucketer> days;
     TimestampMs raw_cutoff = std::numeric_limits<TimestampMs>::min();
+    TimestampMs rollup5m_cutoff = std::numeric_limits<TimestampMs>::min();
   };
   std::unordered_map<OrgId, OrgState> orgs;
   {
@@ -1163,12 +1187,14 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       RetentionPolicy policy;
       for (int k = 0; k < o.Rows(); ++k) {
         if (o.Int(k, 0) == r.Int(i, 0)) {
-          policy.overrides[DataClass::kRawReadings] = PeriodFrom(o.Text(k, 2), static_cast<int>(o.Int(k, 3)));
+          policy.overrides[o.Text(k, 1) == "rollup_5m" ? DataClass::kRollup5m : DataClass::kRawReadings] =
+              PeriodFrom(o.Text(k, 2), static_cast<int>(o.Int(k, 3)));
         }
       }
       OrgState& st = orgs[r.Int(i, 0)];
       st.days.emplace(zone);
       if (auto cut = RetentionCutoff(policy.For(DataClass::kRawReadings), now)) st.raw_cutoff = *cut;
+      if (auto cut = RetentionCutoff(policy.For(DataClass::kRollup5m), now)) st.rollup5m_cutoff = *cut;
     }
   }
 
@@ -1506,11 +1532,22 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   // those rows are written, below).
   std::vector<FoldTask> fold_tasks;
   std::vector<std::pair<int, TimestampMs>> new_marks;
+  std::vector<Unfold> unfolds;
   for (const auto& [id, m] : moved) {
     const TimestampMs mark = marks.count(id) ? marks[id] : kFoldAll;
     const TimestampMs to = FloorTo(m.newest, kBucket1h);
-    if (mark == kFoldAll || to <= mark) continue;
-    AddFoldTasks(&fold_tasks, id, mark, to, m.oldest, &*orgs[series_org[id]].days);
+    OrgState& org = orgs[series_org[id]];
+    if (mark == kFoldAll) {
+      // Every bucket of this series is stored (it came before the marks, or from SQLite). From
+      // now on its open hour and day are derived too: its 1h/1d rows from the hour of its
+      // newest row here on are dropped and a mark set, provided the 5-minute rows they would
+      // be derived from are all kept (none is past the 5-minute retention).
+      const TimestampMs day = org.days->DayStart(to);
+      if (day >= org.rollup5m_cutoff) unfolds.push_back({id, to, day});
+      continue;
+    }
+    if (to <= mark) continue;
+    AddFoldTasks(&fold_tasks, id, mark, to, m.oldest, &*org.days);
     new_marks.emplace_back(id, to);
   }
   if (!fresh_buckets.empty()) {
@@ -1540,7 +1577,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       OS_RETURN_IF_ERROR(MergeRollupsInCpp(c, add));
     }
   }
-  OS_RETURN_IF_ERROR(Fold(c, fold_tasks, new_marks));
+  OS_RETURN_IF_ERROR(Fold(c, fold_tasks, new_marks, unfolds));
   OS_RETURN_IF_ERROR(c->Commit());
   if (options_.metrics != nullptr) {
     options_.metrics->GetCounter("opensense_pg_writer_direct_readings_total",
@@ -1595,10 +1632,12 @@ Status PgStore::MergeRollupsInCpp(Conn* c, RollupMap& add) {
 // Stores the buckets of `tasks` from the 5-minute rows and sets the fold marks `marks`, in the
 // caller's transaction and under its series locks (pg_fold.hpp).
 Status PgStore::Fold(Conn* c, const std::vector<FoldTask>& tasks,
-                     const std::vector<std::pair<int, TimestampMs>>& marks) {
-  if (tasks.empty() && marks.empty()) return Ok();
+                     const std::vector<std::pair<int, TimestampMs>>& marks,
+                     const std::vector<Unfold>& unfolds) {
+  if (tasks.empty() && marks.empty() && unfolds.empty()) return Ok();
   std::string script = tasks.empty() ? "SELECT 1 WHERE false" : FoldSql(tasks);
   if (!marks.empty()) script += "; " + SetFoldMarksSql(marks);
+  if (!unfolds.empty()) script += "; " + UnfoldSql(unfolds);
   OS_ASSIGN_OR_RETURN(std::vector<PgResult> done, c->ExecScript(script));
   if (done.empty()) return MakeError(ErrorCode::kInternal, "the rollup fold gave no result");
   const PgResult& left = done.front();
