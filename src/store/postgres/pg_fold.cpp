@@ -8,7 +8,8 @@ TimestampMs FirstDerived(int level, TimestampMs mark, const TimeZone& zone) {
 }
 
 TimestampMs BucketsEnd(int level, TimestampMs to, const TimeZone& zone) {
-  if (to >= kFoldAll / 2) return to;
+  constexpr TimestampMs kYear10000 = 253402300800000;  // no bucket starts later
+  if (to >= kYear10000) return to;
   if (level == kLevel5m) return FloorTo(to - 1, kBucket5m) + kBucket5m;
   if (level == kLevel1h) return FloorTo(to - 1, kBucket1h) + kBucket1h;
   return zone.DayOf(to - 1).end;

@@ -172,7 +172,8 @@ void AddFoldTasks(std::vector<FoldTask>* tasks, int series, TimestampMs mark, Ti
   }
 }
 
-// One statement that stores the buckets of `tasks` from the 5-minute rows, doing
+// One statement that stores the buckets of `tasks` from the 5-minute rows (replacing a row that
+// should not be there: the 5-minute rows are the truth past the mark), doing
 // RollupAgg::Merge in SQL where it is exact: every sum decimal, each raised to scale 9 within
 // int64 (else the term is NULL and the bucket left out), and the sum of the magnitudes at the
 // bucket's scale within +-(2^62 - 1), so that no order of additions overflows. It returns the
@@ -205,7 +206,10 @@ std::string FoldSql(const std::vector<FoldTask>& tasks) {
       "sum(raised) AS total, count(raised) = count(*) AND max(scale) BETWEEN 0 AND 9 AND "
       "sum(abs(raised)) / {4}[10 - max(scale)] <= 4611686018427387903 AS ok FROM t GROUP BY s, l, b), "
       "ins AS (INSERT INTO rollups SELECT s, l, b, count, min, max, first_ts, last_ts, scale, "
-      "(total / {4}[10 - scale])::bigint, 0 FROM g WHERE ok) "
+      "(total / {4}[10 - scale])::bigint, 0 FROM g WHERE ok ON CONFLICT (series_id, level, bucket) DO "
+      "UPDATE SET count=excluded.count, min=excluded.min, max=excluded.max, first_ts=excluded.first_ts, "
+      "last_ts=excluded.last_ts, scale=excluded.scale, scaled_sum=excluded.scaled_sum, "
+      "double_sum=excluded.double_sum) "
       "SELECT s, l, b FROM g WHERE NOT ok",
       ArrayLiteral(s), ArrayLiteral(l), ArrayLiteral(a), ArrayLiteral(b), kRaise, kLevel1h,
       kBucket1h);
@@ -1644,6 +1648,7 @@ Status PgStore::Fold(Conn* c, const std::vector<FoldTask>& tasks,
   if (left.Rows() == 0) return Ok();
   // Buckets whose sums are not all decimal, or that come near the int64 limits: merged in C++.
   BinaryCopy rows;
+  std::vector<std::int64_t> ds, dl, db;
   for (int i = 0; i < left.Rows(); ++i) {
     const int series = static_cast<int>(left.Int(i, 0)), level = static_cast<int>(left.Int(i, 1));
     const TimestampMs bucket = left.Int(i, 2);
@@ -1657,7 +1662,14 @@ Status PgStore::Fold(Conn* c, const std::vector<FoldTask>& tasks,
     RollupAgg agg;
     for (const auto& [b, a] : fives) agg.Merge(a);
     AppendRollupRow(&rows, {series, level, bucket}, agg);
+    ds.push_back(series);
+    dl.push_back(level);
+    db.push_back(bucket);
   }
+  OS_RETURN_IF_ERROR(c->Exec(fmt::format(
+      "DELETE FROM rollups WHERE (series_id, level, bucket) IN (SELECT * FROM unnest('{}'::int[], "
+      "'{}'::int[], '{}'::bigint[]))",
+      ArrayLiteral(ds), ArrayLiteral(dl), ArrayLiteral(db))));
   return c->CopyIn("COPY rollups FROM STDIN WITH (FORMAT binary)", rows.Finish());
 }
 
