@@ -13,6 +13,9 @@
 //    int64 limits), in the same transaction as the readings. Charts read these rows;
 //    a coarse query never scans raw readings (which arrive time-ordered, so one series' rows
 //    sit one per heap page).
+//  * rollup_folds(series_id, fold_ts): a series' open hour and day are not stored but derived
+//    from its 5-minute rows, and stored ("folded") by the commit that moves the series past
+//    them (pg_fold.hpp); every reader of 1h/1d rows respects the mark.
 //  * Several processes may ingest into one database: each group takes transaction-scoped
 //    advisory locks on its series (in id order), so rollup merges never race.
 //    Time-based work (retention, partitions ahead) runs in the one process that holds the
@@ -1742,7 +1745,8 @@ Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
     first_bucket = FloorTo(q.from, out.resolution == Resolution::k5m ? kBucket5m : kBucket1h);
   }
   // 1h and 1d buckets from the fold mark on are not stored: derived from the 5-minute rows
-  // (pg_fold.hpp), read in the same statement.
+  // (pg_fold.hpp), read in the same statement. Should the mark have moved on since the head
+  // was read, the 5-minute rows from the old mark on still hold every reading there.
   const TimestampMs mark = head.IsNull(0, 4) ? kFoldAll : head.Int(0, 4);
   TimestampMs derived = kFoldAll;
   if (level != kLevel5m && mark != kFoldAll) {
@@ -1751,10 +1755,28 @@ Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
     }
     derived = std::max(first_bucket, FirstDerived(level, mark, *zone));
   }
-  if (derived >= q.to) {
+  if (derived >= q.to && (level == kLevel5m || mark != kFoldAll)) {
+    // Stored rows before the mark stay (a mark only moves forward, and what moves it writes the
+    // rows first, in its transaction), so a mark moved since the head was read changes nothing.
     OS_ASSIGN_OR_RETURN(auto buckets, ReadRollups(conn, sid, level, first_bucket, q.to));
     out.points.reserve(buckets.size());
     for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
+    return out;
+  }
+  if (derived >= q.to) {
+    // A series without a mark, every bucket stored: the writer may give it one meanwhile and
+    // drop its open hour and day to derivation. The rows and the mark come from one snapshot;
+    // if it has a mark now, the query starts again with it (once in a series' life).
+    OS_ASSIGN_OR_RETURN(PgResult r, conn->Exec(
+        fmt::format("SELECT m.fold_ts, r.{} FROM (SELECT (SELECT fold_ts FROM rollup_folds WHERE "
+                    "series_id=$1) AS fold_ts) m LEFT JOIN rollups r ON r.series_id=$1 AND r.level=$2 "
+                    "AND r.bucket>=$3 AND r.bucket<$4 ORDER BY r.bucket",
+                    "bucket, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, r.scaled_sum, r.double_sum"),
+        {P(sid), P(level), P(first_bucket), P(q.to)}));
+    if (r.Rows() > 0 && !r.IsNull(0, 0)) return QuerySeriesOn(conn, q);
+    for (int i = 0; i < r.Rows(); ++i) {
+      if (!r.IsNull(i, 1)) out.points.push_back(ReadAgg(r, i, 2).ToPoint(r.Int(i, 1)));
+    }
     return out;
   }
   OS_ASSIGN_OR_RETURN(PgResult r, conn->Exec(
