@@ -488,7 +488,7 @@ class Copier {
         "WHERE series_id=$1 AND level=0 AND bucket>=$2 ORDER BY bucket",
         {P(sid), P(from)}));
     std::map<TimestampMs, RollupAgg> fives;
-    for (int i = 0; i < r.Rows(); ++i) fives.emplace_hint(fives.end(), r.Int(i, 0), ReadBucket(r, i, 1));
+    for (int i = 0; i < r.Rows(); ++i) fives.emplace_hint(fives.end(), r.Int(i, 0), ReadRollupAgg(r, i, 1));
     DayBucketer days(zone);
     for (int level : {kLevel1h, kLevel1d}) {
       const TimestampMs first = FirstDerived(level, mark, zone);
@@ -507,18 +507,6 @@ class Copier {
       n += static_cast<std::int64_t>(rows.size());
     }
     return n;
-  }
-  static RollupAgg ReadBucket(const PgResult& r, int i, int col) {
-    RollupAgg a;
-    a.count = r.Int(i, col);
-    a.min = r.Double(i, col + 1);
-    a.max = r.Double(i, col + 2);
-    a.first_ts = r.Int(i, col + 3);
-    a.last_ts = r.Int(i, col + 4);
-    a.scale = static_cast<int>(r.Int(i, col + 5));
-    a.scaled_sum = r.Int(i, col + 6);
-    a.double_sum = r.Double(i, col + 7);
-    return a;
   }
 
   Status CopyRollupsToSqlite() {
@@ -539,7 +527,7 @@ class Copier {
       std::vector<BucketRow> rows;
       rows.reserve(static_cast<std::size_t>(r.Rows()));
       for (int i = 0; i < r.Rows(); ++i) {
-        rows.push_back({static_cast<int>(r.Int(i, 0)), r.Int(i, 1), ReadBucket(r, i, 2)});
+        rows.push_back({static_cast<int>(r.Int(i, 0)), r.Int(i, 1), ReadRollupAgg(r, i, 2)});
       }
       OS_ASSIGN_OR_RETURN(auto more, DerivedRollups(sid));
       if (!more.empty()) {

@@ -24,4 +24,17 @@ std::map<TimestampMs, RollupAgg> Regroup(const std::map<TimestampMs, RollupAgg>&
   return out;
 }
 
+RollupAgg ReadRollupAgg(const PgResult& r, int row, int col) {
+  RollupAgg a;
+  a.count = r.Int(row, col);
+  a.min = r.Double(row, col + 1);
+  a.max = r.Double(row, col + 2);
+  a.first_ts = r.Int(row, col + 3);
+  a.last_ts = r.Int(row, col + 4);
+  a.scale = static_cast<int>(r.Int(row, col + 5));
+  a.scaled_sum = r.Int(row, col + 6);
+  a.double_sum = r.Double(row, col + 7);
+  return a;
+}
+
 }  // namespace opensense::store::postgres

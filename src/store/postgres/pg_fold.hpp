@@ -16,6 +16,7 @@
 #include "core/rollup.hpp"
 #include "core/time_zone.hpp"
 #include "core/types.hpp"
+#include "store/postgres/pg_conn.hpp"
 
 namespace opensense::store::postgres {
 
@@ -41,5 +42,9 @@ TimestampMs BucketsEnd(int level, TimestampMs to, const TimeZone& zone);
 // rebuild does).
 std::map<TimestampMs, RollupAgg> Regroup(const std::map<TimestampMs, RollupAgg>& fives, int level,
                                          DayBucketer* days);
+
+// The aggregate of a `rollups` row from column `col` on: count, min, max, first_ts, last_ts,
+// scale, scaled_sum, double_sum.
+RollupAgg ReadRollupAgg(const PgResult& r, int row, int col);
 
 }  // namespace opensense::store::postgres

@@ -285,18 +285,6 @@ BinaryCopy RollupRows(const RollupMap& buckets) {
 constexpr const char* kRollupColumns =
     "bucket, count, min, max, first_ts, last_ts, scale, scaled_sum, double_sum";
 
-RollupAgg ReadAgg(const PgResult& r, int row, int col) {
-  RollupAgg a;
-  a.count = r.Int(row, col);
-  a.min = r.Double(row, col + 1);
-  a.max = r.Double(row, col + 2);
-  a.first_ts = r.Int(row, col + 3);
-  a.last_ts = r.Int(row, col + 4);
-  a.scale = static_cast<int>(r.Int(row, col + 5));
-  a.scaled_sum = r.Int(row, col + 6);
-  a.double_sum = r.Double(row, col + 7);
-  return a;
-}
 
 constexpr const char* kDeviceColumns =
     "id, org_id, site_id, name, serial, decommissioned_at IS NOT NULL, created_at, "
@@ -1623,7 +1611,7 @@ Status PgStore::MergeRollupsInCpp(Conn* c, RollupMap& add) {
       {ArrayLiteral(ks), ArrayLiteral(kl), ArrayLiteral(kb)}));
   for (int i = 0; i < old.Rows(); ++i) {
     RollupKey k{static_cast<int>(old.Int(i, 0)), static_cast<int>(old.Int(i, 1)), old.Int(i, 2)};
-    RollupAgg stored = ReadAgg(old, i, 3);
+    RollupAgg stored = ReadRollupAgg(old, i, 3);
     stored.Merge(add[k]);
     add[k] = stored;
   }
@@ -1693,7 +1681,7 @@ Result<std::map<TimestampMs, RollupAgg>> PgStore::ReadRollups(Conn* conn, int se
                   kRollupColumns),
       {P(series), P(level), P(from), P(to)}));
   std::map<TimestampMs, RollupAgg> out;
-  for (int i = 0; i < r.Rows(); ++i) out.emplace_hint(out.end(), r.Int(i, 0), ReadAgg(r, i, 1));
+  for (int i = 0; i < r.Rows(); ++i) out.emplace_hint(out.end(), r.Int(i, 0), ReadRollupAgg(r, i, 1));
   return out;
 }
 
@@ -1775,7 +1763,7 @@ Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
         {P(sid), P(level), P(first_bucket), P(q.to)}));
     if (r.Rows() > 0 && !r.IsNull(0, 0)) return QuerySeriesOn(conn, q);
     for (int i = 0; i < r.Rows(); ++i) {
-      if (!r.IsNull(i, 1)) out.points.push_back(ReadAgg(r, i, 2).ToPoint(r.Int(i, 1)));
+      if (!r.IsNull(i, 1)) out.points.push_back(ReadRollupAgg(r, i, 2).ToPoint(r.Int(i, 1)));
     }
     return out;
   }
@@ -1788,9 +1776,9 @@ Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
   std::map<TimestampMs, RollupAgg> fives;
   for (int i = 0; i < r.Rows(); ++i) {
     if (r.Int(i, 0) == level) {
-      out.points.push_back(ReadAgg(r, i, 2).ToPoint(r.Int(i, 1)));
+      out.points.push_back(ReadRollupAgg(r, i, 2).ToPoint(r.Int(i, 1)));
     } else {
-      fives.emplace_hint(fives.end(), r.Int(i, 1), ReadAgg(r, i, 2));
+      fives.emplace_hint(fives.end(), r.Int(i, 1), ReadRollupAgg(r, i, 2));
     }
   }
   DayBucketer days(*zone);
