@@ -1767,14 +1767,22 @@ Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
     }
     return out;
   }
+  // The mark as this statement sees it comes last (level -1): if it moved since the head was
+  // read, the query starts again with it (retention may delete the 5-minute rows below a mark
+  // it has just moved).
   OS_ASSIGN_OR_RETURN(PgResult r, conn->Exec(
       fmt::format("SELECT level, {0} FROM rollups WHERE series_id=$1 AND level=$2 AND bucket>=$3 AND "
                   "bucket<$4 UNION ALL SELECT level, {0} FROM rollups WHERE series_id=$1 AND level=0 "
-                  "AND bucket>=$4 AND bucket<$5 ORDER BY 1 DESC, 2",
+                  "AND bucket>=$4 AND bucket<$5 UNION ALL SELECT -1::smallint, fold_ts, NULL, NULL, "
+                  "NULL, NULL, NULL, NULL, NULL, NULL FROM rollup_folds WHERE series_id=$1 "
+                  "ORDER BY 1 DESC, 2",
                   kRollupColumns),
       {P(sid), P(level), P(first_bucket), P(derived), P(BucketsEnd(level, q.to, *zone))}));
+  if (r.Rows() == 0 || r.Int(r.Rows() - 1, 0) != -1 || r.Int(r.Rows() - 1, 1) != mark) {
+    return QuerySeriesOn(conn, q);
+  }
   std::map<TimestampMs, RollupAgg> fives;
-  for (int i = 0; i < r.Rows(); ++i) {
+  for (int i = 0; i + 1 < r.Rows(); ++i) {
     if (r.Int(i, 0) == level) {
       out.points.push_back(ReadRollupAgg(r, i, 2).ToPoint(r.Int(i, 1)));
     } else {
