@@ -423,6 +423,111 @@ TEST_P(StoreConformance, ChangingTheTimeZoneRebuildsDailyRollups) {
             ErrorCode::kInvalidArgument);
 }
 
+// ---- the open hour and day ------------------------------------------------------------------------
+// PostgreSQL stores a series' 1h and 1d buckets only once the series has moved past them and
+// derives the open ones from its 5-minute rows (src/store/postgres/pg_fold.hpp); SQLite stores
+// them all. Every query must see the same buckets either way.
+
+TEST_P(StoreConformance, TheOpenHourAndDayStayExactAsTheSeriesMovesPastThem) {
+  OrgId org = NewOrg("Asia/Kathmandu");  // +05:45: local days start at 18:15 UTC
+  DeviceId d = NewDevice(org);
+  auto zone = *TimeZone::Load("Asia/Kathmandu");
+  const TimestampMs start = FloorTo(kNow - 3 * kMsPerDay, kMsPerHour) + 10 * kMsPerMinute;
+  Truth truth;
+  TimestampMs newest = start;
+  auto ingest = [&](std::vector<std::pair<TimestampMs, double>> rows) {
+    std::vector<Reading> batch;
+    for (auto [t, v] : rows) {
+      batch.push_back(R(d, t, v));
+      if (truth.readings.count(t) == 0) truth.readings[t] = v;
+      newest = std::max(newest, t);
+    }
+    Ingest(org, batch);
+  };
+  auto minutes = [&](TimestampMs from, int n, double v0) {
+    std::vector<std::pair<TimestampMs, double>> rows;
+    for (int i = 0; i < n; ++i) rows.emplace_back(from + i * kMsPerMinute, v0 + i * 0.25);
+    return rows;
+  };
+  // Ranges a chart asks for around the newest reading: over everything, ending inside the open
+  // hour and the open day, starting inside them, ending where they start, and auto.
+  auto check = [&](const std::string& when) {
+    const TimestampMs all_from = start - 2 * kMsPerDay, all_to = kNow + kMsPerDay;
+    const Interval open_day = zone.DayOf(newest);
+    const TimestampMs open_hour = FloorTo(newest, kMsPerHour);
+    const std::pair<TimestampMs, TimestampMs> ranges[] = {
+        {all_from, all_to},          {all_from, newest + 1},         {newest, all_to},
+        {open_hour + 1, newest + 1}, {all_from, open_hour},          {all_from, open_day.start},
+        {open_day.start + 1, all_to}, {open_day.start - 1, open_day.start + 1}};
+    for (auto [from, to] : ranges) {
+      for (Resolution res : {Resolution::k5m, Resolution::k1h, Resolution::k1d}) {
+        ExpectSamePoints(Query(org, d, "temperature", from, to, res), Expected(truth, from, to, res, zone),
+                         fmt::format("{}: {} [{}, {})", when, ResolutionName(res), FormatRfc3339(from),
+                                     FormatRfc3339(to)));
+      }
+    }
+    auto a = store_->QuerySeries({org, d, "temperature", kNow - 400 * kMsPerDay, all_to, Resolution::kAuto});
+    ASSERT_TRUE(a);
+    ExpectSamePoints(a->points, Expected(truth, kNow - 400 * kMsPerDay, all_to, a->resolution, zone),
+                     when + ": auto");
+  };
+  ingest(minutes(start, 8, 1.5));
+  check("first group");
+  ingest(minutes(start + 8 * kMsPerMinute, 8, 2.5));
+  check("same hour");
+  ingest(minutes(start + 45 * kMsPerMinute, 20, 3.5));  // past the open hour
+  check("next hour");
+  ingest({{start + 3 * kMsPerMinute + 30000, -7.25}, {start + 4 * kMsPerMinute, 99}});  // late; repeat
+  check("late reading into the folded hour");
+  const TimestampMs day_end = zone.DayOf(newest).end;
+  ingest(minutes(day_end - 20 * kMsPerMinute, 40, 4.75));  // past the open day
+  check("next day");
+  ingest({{day_end - 5 * kMsPerHour, 12.5}, {day_end - 10 * kMsPerMinute + 1000, -3.5}});
+  check("late readings into the folded day and hour");
+  Reopen();
+  check("after a restart");
+  ingest(minutes(newest + kMsPerMinute, 5, 6.25));
+  ingest({{day_end - 7 * kMsPerHour, 8.5}});
+  check("after a restart, more readings");
+  ingest(minutes(newest + 2 * kMsPerDay + 3 * kMsPerHour, 3, 0.5));  // a gap of hours and days
+  check("after a gap");
+  ASSERT_TRUE(store_->RebuildRollups(org, d, start - kMsPerDay, kNow + kMsPerDay));
+  check("rebuilt");
+  ASSERT_TRUE(store_->Compact());
+  ingest({{newest - 30 * kMsPerMinute, 1.25}, {newest + kMsPerMinute, 2.0}});
+  check("compacted, then more");
+  ASSERT_TRUE(store_->SetOrganizationTimeZone(org, "America/St_Johns"));  // -03:30
+  zone = *TimeZone::Load("America/St_Johns");
+  check("after a time-zone change");
+  ingest(minutes(newest + kMsPerMinute, 70, 9.0));
+  check("after a time-zone change, past the open hour");
+}
+
+TEST_P(StoreConformance, ARetentionRunKeepsTheOpenHourAndDayOfAQuietSeries) {
+  OrgId org = NewOrg("Australia/Adelaide");  // +10:30 / +09:30
+  DeviceId d = NewDevice(org);
+  auto zone = *TimeZone::Load("Australia/Adelaide");
+  // The series reports for a while, six years ago, then goes quiet: the 5-minute and 1-hour
+  // rollups of its last hour and day pass their retention, the daily one stays.
+  const TimestampMs old = FloorTo(kNow - 6 * 365 * kMsPerDay, kMsPerHour) + 20 * kMsPerMinute;
+  clock_.Set(old + 2 * kMsPerHour);
+  Truth truth;
+  std::vector<Reading> batch;
+  for (int i = 0; i < 90; ++i) {
+    truth.readings[old + i * kMsPerMinute] = i * 0.5;
+    batch.push_back(R(d, old + i * kMsPerMinute, i * 0.5));
+  }
+  Ingest(org, batch);
+  clock_.Set(kNow);
+  auto report = store_->RunRetention(false);
+  ASSERT_TRUE(report);
+  auto days = Query(org, d, "temperature", old - 2 * kMsPerDay, old + 2 * kMsPerDay, Resolution::k1d);
+  ExpectSamePoints(days, Expected(truth, old - 2 * kMsPerDay, old + 2 * kMsPerDay, Resolution::k1d, zone),
+                   "daily rollups after retention");
+  EXPECT_TRUE(Query(org, d, "temperature", old - kMsPerDay, old + kMsPerDay, Resolution::k1h).empty());
+  EXPECT_TRUE(Query(org, d, "temperature", old - kMsPerDay, old + kMsPerDay, Resolution::k5m).empty());
+}
+
 // ---- retention ----------------------------------------------------------------------------------
 
 TEST_P(StoreConformance, RetentionOverridesAreValidated) {

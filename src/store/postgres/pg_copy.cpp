@@ -15,7 +15,9 @@
 #include "core/chunk_codec.hpp"
 #include "core/rollup.hpp"
 #include "core/rollup_codec.hpp"
+#include "core/time_zone.hpp"
 #include "store/postgres/pg_conn.hpp"
+#include "store/postgres/pg_fold.hpp"
 #include "store/postgres/pg_schema.hpp"
 #include "store/postgres/pg_store.hpp"
 #include "store/sqlite/sqlite_db.hpp"
@@ -464,11 +466,56 @@ class Copier {
     return copied;
   }
 
+  struct BucketRow {
+    int level;
+    TimestampMs bucket;
+    RollupAgg agg;
+  };
+  // The 1h and 1d buckets of a PostgreSQL series that are derived from its 5-minute rows rather
+  // than stored (its open hour and day, pg_fold.hpp), as the store's queries derive them.
+  Result<std::vector<BucketRow>> DerivedRollups(std::int64_t sid) {
+    OS_ASSIGN_OR_RETURN(PgResult m, dst_->Exec(
+        "SELECT f.fold_ts, o.time_zone FROM rollup_folds f JOIN series s ON s.id=f.series_id "
+        "JOIN devices d ON d.id=s.device_id JOIN organizations o ON o.id=d.org_id WHERE f.series_id=$1",
+        {P(sid)}));
+    std::vector<BucketRow> out;
+    if (m.Rows() == 0 || m.Int(0, 0) == kFoldAll) return out;
+    const TimestampMs mark = m.Int(0, 0);
+    OS_ASSIGN_OR_RETURN(TimeZone zone, TimeZone::Load(m.Text(0, 1)));
+    const TimestampMs from = std::min(FirstDerived(kLevel1h, mark, zone), FirstDerived(kLevel1d, mark, zone));
+    OS_ASSIGN_OR_RETURN(PgResult r, dst_->Exec(
+        "SELECT bucket, count, min, max, first_ts, last_ts, scale, scaled_sum, double_sum FROM rollups "
+        "WHERE series_id=$1 AND level=0 AND bucket>=$2 ORDER BY bucket",
+        {P(sid), P(from)}));
+    std::map<TimestampMs, RollupAgg> fives;
+    for (int i = 0; i < r.Rows(); ++i) fives.emplace_hint(fives.end(), r.Int(i, 0), ReadRollupAgg(r, i, 1));
+    DayBucketer days(zone);
+    for (int level : {kLevel1h, kLevel1d}) {
+      const TimestampMs first = FirstDerived(level, mark, zone);
+      for (const auto& [bucket, agg] : Regroup(fives, level, &days)) {
+        if (bucket >= first) out.push_back({level, bucket, agg});
+      }
+    }
+    return out;
+  }
+  Result<std::int64_t> DerivedRollupCount() {
+    OS_ASSIGN_OR_RETURN(PgResult s, dst_->Exec(
+        "SELECT series_id FROM rollup_folds WHERE fold_ts<>$1 ORDER BY 1", {P(kFoldAll)}));
+    std::int64_t n = 0;
+    for (int i = 0; i < s.Rows(); ++i) {
+      OS_ASSIGN_OR_RETURN(auto rows, DerivedRollups(s.Int(i, 0)));
+      n += static_cast<std::int64_t>(rows.size());
+    }
+    return n;
+  }
+
   Status CopyRollupsToSqlite() {
     // The SQLite store keeps runs of buckets in fixed windows per level (sqlite_store.cpp:
     // 4 hours of 5m buckets, 2 days of 1h, 48 days of 1d).
     constexpr TimestampMs kPeriod[3] = {4 * kMsPerHour, 2 * kMsPerDay, 48 * kMsPerDay};
     OS_ASSIGN_OR_RETURN(std::int64_t total, TargetCount("SELECT count(*) FROM rollups"));
+    OS_ASSIGN_OR_RETURN(std::int64_t derived, DerivedRollupCount());
+    total += derived;
     OS_ASSIGN_OR_RETURN(auto series, SeriesIds());
     std::int64_t done = 0;
     for (std::int64_t sid : series) {
@@ -476,6 +523,19 @@ class Copier {
           "SELECT level, bucket, count, min, max, first_ts, last_ts, scale, scaled_sum, double_sum "
           "FROM rollups WHERE series_id=$1 ORDER BY level, bucket",
           {P(sid)}));
+      // The stored buckets and those PostgreSQL derives (pg_fold.hpp): SQLite stores them all.
+      std::vector<BucketRow> rows;
+      rows.reserve(static_cast<std::size_t>(r.Rows()));
+      for (int i = 0; i < r.Rows(); ++i) {
+        rows.push_back({static_cast<int>(r.Int(i, 0)), r.Int(i, 1), ReadRollupAgg(r, i, 2)});
+      }
+      OS_ASSIGN_OR_RETURN(auto more, DerivedRollups(sid));
+      if (!more.empty()) {
+        rows.insert(rows.end(), more.begin(), more.end());
+        std::sort(rows.begin(), rows.end(), [](const BucketRow& a, const BucketRow& b) {
+          return std::tie(a.level, a.bucket) < std::tie(b.level, b.bucket);
+        });
+      }
       OS_RETURN_IF_ERROR(SqliteTxn([&]() -> Status {
         OS_ASSIGN_OR_RETURN(sqlite::Stmt put, src_->PrepareOnce(
             "INSERT OR REPLACE INTO rollups(series_id, level, period, first_bucket, last_bucket, "
@@ -493,29 +553,18 @@ class Copier {
           run.clear();
           return Ok();
         };
-        for (int i = 0; i < r.Rows(); ++i) {
-          int lv = static_cast<int>(r.Int(i, 0));
-          TimestampMs bucket = r.Int(i, 1);
-          TimestampMs p = FloorTo(bucket, kPeriod[std::clamp(lv, 0, 2)]);
-          if (lv != level || p != period) {
+        for (const BucketRow& row : rows) {
+          TimestampMs p = FloorTo(row.bucket, kPeriod[std::clamp(row.level, 0, 2)]);
+          if (row.level != level || p != period) {
             OS_RETURN_IF_ERROR(flush());
-            level = lv;
+            level = row.level;
             period = p;
           }
-          RollupAgg a;
-          a.count = r.Int(i, 2);
-          a.min = r.Double(i, 3);
-          a.max = r.Double(i, 4);
-          a.first_ts = r.Int(i, 5);
-          a.last_ts = r.Int(i, 6);
-          a.scale = static_cast<int>(r.Int(i, 7));
-          a.scaled_sum = r.Int(i, 8);
-          a.double_sum = r.Double(i, 9);
-          run.push_back({bucket, a});
+          run.push_back({row.bucket, row.agg});
         }
         return flush();
       }, "rollups"));
-      done += r.Rows();
+      done += static_cast<std::int64_t>(rows.size());
       Progress("rollups", done, total);
     }
     return Ok();
@@ -606,6 +655,11 @@ class Copier {
     OS_ASSIGN_OR_RETURN(readings.target, TargetCount("SELECT count(*) FROM readings"));
     OS_ASSIGN_OR_RETURN(rollups.source, SourceCount("SELECT coalesce(sum(buckets), 0) FROM rollups"));
     OS_ASSIGN_OR_RETURN(rollups.target, TargetCount("SELECT count(*) FROM rollups"));
+    {
+      // PostgreSQL derives each series' open hour and day from its 5-minute rows (pg_fold.hpp).
+      OS_ASSIGN_OR_RETURN(std::int64_t derived, DerivedRollupCount());
+      rollups.target += derived;
+    }
     ok = ok && readings.source == readings.target && rollups.source == rollups.target;
     report->tables.push_back(readings);
     report->tables.push_back(rollups);

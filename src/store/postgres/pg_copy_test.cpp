@@ -129,8 +129,9 @@ TEST(StoreCopyCoverage, PostgresHasTheSameColumnsForEveryCopiedTable) {
   ASSERT_TRUE(r) << r.error().message;
   for (int i = 0; i < r->Rows(); ++i) tables.emplace(r->Text(i, 0));
   // Readings and rollups are converted from the SQLite store's chunks; the schema version is
-  // each side's own.
-  std::set<std::string> expected = {"readings", "rollups", "opensense_schema"};
+  // each side's own; the fold marks say which PostgreSQL rollups are derived (none, for series
+  // copied from SQLite; the derived ones are written out when copying back).
+  std::set<std::string> expected = {"readings", "rollups", "opensense_schema", "rollup_folds"};
   for (const CopiedTable& t : CopiedTables()) {
     expected.emplace(t.name);
     auto cols = conn->Exec(
@@ -588,6 +589,98 @@ TEST_F(StoreCopy, EveryKindOfRowArrivesWithItsContentAndIdsThroughInterruptions)
   EXPECT_GT(alert_id, in.alerts.back());
   EXPECT_EQ(pg->Alerts().ListEvents(in.cafe, alert_id)->size(), 1u);
   pg->Close();
+}
+
+// PostgreSQL derives each series' open hour and day from its 5-minute rows (pg_fold.hpp) instead
+// of storing them; SQLite stores every bucket. A copy to SQLite writes the derived ones out, its
+// verification counts them, and a copy back to PostgreSQL (every bucket stored, no fold mark)
+// keeps taking readings exactly.
+TEST_F(StoreCopy, TheOpenHourAndDayOfAPostgresSeriesArriveInSqliteAndComeBack) {
+  OrgId org = 0;
+  DeviceId dev = 0;
+  std::vector<Reading> later;
+  auto all = [&](Store& st) {
+    std::vector<std::vector<std::tuple<TimestampMs, double, double, double, std::int64_t>>> out;
+    for (Resolution r : {Resolution::k5m, Resolution::k1h, Resolution::k1d}) {
+      auto q = st.QuerySeries({org, dev, "temperature", now_ - 3 * kMsPerDay, now_ + kMsPerDay, r});
+      EXPECT_TRUE(q) << q.error().message;
+      out.emplace_back();
+      if (q) {
+        for (const auto& p : q->points) out.back().emplace_back(p.t, p.v, p.min, p.max, p.count);
+      }
+    }
+    return out;
+  };
+  decltype(all(std::declval<Store&>())) want;
+  {
+    auto pg = Open(pg_url_, &clock_, /*writer=*/true);
+    ASSERT_TRUE(pg);
+    auto o = pg->CreateOrganization({"Cafe", "Asia/Kathmandu", Tier::kFree});
+    ASSERT_TRUE(o);
+    org = o->id;
+    auto d = pg->CreateDevice({org, "Fridge", std::nullopt, std::nullopt});
+    ASSERT_TRUE(d);
+    dev = d->id;
+    // Two days of a reading every 10 minutes, in groups of an hour, the last hour and day open.
+    for (TimestampMs t = now_ - 2 * kMsPerDay; t < now_; t += kMsPerHour) {
+      std::vector<Reading> batch;
+      for (int i = 0; i < 6; ++i) batch.push_back({dev, "temperature", "", t + i * 10 * kMsPerMinute, 3.25 + i * 0.5});
+      ASSERT_TRUE(pg->Ingest(org, batch).get());
+    }
+    for (int i = 0; i < 10; ++i) later.push_back({dev, "temperature", "", now_ + i * kMsPerMinute + 1, 1.5});
+    want = all(*pg);
+    pg->Close();
+  }
+  const std::string back_url = "sqlite://" + dir_->path() + "/back.db";
+  CopyOptions to_sqlite;
+  to_sqlite.from = pg_url_;
+  to_sqlite.to = back_url;
+  auto r = CopyStore(to_sqlite);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->verified);
+  for (const TableCheck& t : r->tables) EXPECT_EQ(t.source, t.target) << t.table;
+  {
+    auto copy = Open(back_url);
+    ASSERT_TRUE(copy);
+    EXPECT_EQ(all(*copy), want);
+    copy->Close();
+  }
+  // Back to a fresh PostgreSQL database, where more readings arrive in the open hour.
+  ScratchDir again("store-copy-again");
+  const std::string pg2 = FreshPostgresDatabase(*admin_, again.path());
+  CopyOptions to_pg;
+  to_pg.from = back_url;
+  to_pg.to = pg2;
+  r = CopyStore(to_pg);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->verified);
+  auto pg = Open(pg2, &clock_, /*writer=*/true);
+  ASSERT_TRUE(pg);
+  EXPECT_EQ(all(*pg), want);
+  auto sqlite = Open(back_url, &clock_, /*writer=*/true);
+  ASSERT_TRUE(sqlite);
+  ASSERT_TRUE(pg->Ingest(org, later).get());
+  ASSERT_TRUE(sqlite->Ingest(org, later).get());
+  EXPECT_EQ(all(*pg), all(*sqlite));
+  {
+    // The copied series (every bucket stored) left its open hour and day to derivation.
+    auto conn = Connect(pg2);
+    ASSERT_TRUE(conn);
+    auto marks = conn->Exec("SELECT count(*) FROM rollup_folds");
+    ASSERT_TRUE(marks);
+    EXPECT_EQ(marks->Int(0, 0), 1);
+  }
+  later.clear();
+  clock_.Set(now_ + 2 * kMsPerHour);
+  for (int i = 0; i < 90; ++i) later.push_back({dev, "temperature", "", now_ + (20 + i) * kMsPerMinute + 2, 2.75});
+  later.push_back({dev, "temperature", "", now_ - 5 * kMsPerHour + 3, 0.25});  // late
+  auto got = pg->Ingest(org, later).get();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->accepted, later.size());
+  ASSERT_TRUE(sqlite->Ingest(org, later).get());
+  EXPECT_EQ(all(*pg), all(*sqlite));
+  pg->Close();
+  sqlite->Close();
 }
 
 }  // namespace

@@ -13,6 +13,9 @@
 //    int64 limits), in the same transaction as the readings. Charts read these rows;
 //    a coarse query never scans raw readings (which arrive time-ordered, so one series' rows
 //    sit one per heap page).
+//  * rollup_folds(series_id, fold_ts): a series' open hour and day are not stored but derived
+//    from its 5-minute rows, and stored ("folded") by the commit that moves the series past
+//    them (pg_fold.hpp); every reader of 1h/1d rows respects the mark.
 //  * Several processes may ingest into one database: each group takes transaction-scoped
 //    advisory locks on its series (in id order), so rollup merges never race.
 //    Time-based work (retention, partitions ahead) runs in the one process that holds the
@@ -44,6 +47,7 @@
 #include "store/commit_listener.hpp"
 #include "store/postgres/pg_alert_store.hpp"
 #include "store/postgres/pg_conn.hpp"
+#include "store/postgres/pg_fold.hpp"
 #include "store/postgres/pg_notify_store.hpp"
 #include "store/postgres/pg_people_store.hpp"
 #include "store/postgres/pg_schema.hpp"
@@ -56,8 +60,7 @@ constexpr std::size_t kMaxGroupReadings = 200'000;
 constexpr std::int64_t kRetentionStep = 5'000;  // rows per retention transaction
 constexpr std::size_t kMaxRawPoints = 2'000'000;
 constexpr int kMonthsAhead = 2;                 // partitions kept ready beyond the current month
-constexpr int kLevel5m = 0, kLevel1h = 1, kLevel1d = 2;
-constexpr TimestampMs kFarFuture = std::numeric_limits<TimestampMs>::max() / 4;
+constexpr TimestampMs kFarFuture = kFoldAll;
 constexpr TimestampMs kNoReading = std::numeric_limits<TimestampMs>::min();  // a series' newest, when it has none
 
 TimestampMs CeilTo(TimestampMs ts, TimestampMs width) {
@@ -148,6 +151,107 @@ constexpr const char* kMergeRollupsSql =
 #undef OS_RAISE_R
 #undef OS_POW10
 
+// One bucket range to fold into stored rows (pg_fold.hpp): the 1h buckets of [from, to), or the
+// one local day [from, to).
+struct FoldTask {
+  int series;
+  int level;  // kLevel1h or kLevel1d
+  TimestampMs from, to;
+};
+
+// The tasks that move a series' fold mark from `mark` to `to` (hour-aligned, later): the hours in
+// between, and the local days that end by `to`. A series still at kFoldNone has no stored
+// reading before this group's `oldest` (every commit moves the mark), so its tasks start there.
+void AddFoldTasks(std::vector<FoldTask>* tasks, int series, TimestampMs mark, TimestampMs to,
+                  TimestampMs oldest, DayBucketer* days) {
+  const TimestampMs hour_from = mark == kFoldNone ? FloorTo(oldest, kBucket1h) : mark;
+  if (hour_from < to) tasks->push_back({series, kLevel1h, hour_from, to});
+  TimestampMs day = mark == kFoldNone ? days->DayStart(oldest) : FirstDerived(kLevel1d, mark, days->zone());
+  const TimestampMs last = days->DayStart(to);
+  while (day < last) {
+    Interval d = days->zone().DayOf(day);
+    tasks->push_back({series, kLevel1d, d.start, d.end});
+    day = d.end;
+  }
+}
+
+// One statement that stores the buckets of `tasks` from the 5-minute rows (replacing a row that
+// should not be there: the 5-minute rows are the truth past the mark), doing
+// RollupAgg::Merge in SQL where it is exact: every sum decimal, each raised to scale 9 within
+// int64 (else the term is NULL and the bucket left out), and the sum of the magnitudes at the
+// bucket's scale within +-(2^62 - 1), so that no order of additions overflows. It returns the
+// buckets it left alone (series, level, bucket), for a merge in C++. The 5-minute rows are read
+// by one index range scan per task (LATERAL ... OFFSET 0 keeps the planner from hashing the
+// whole table).
+std::string FoldSql(const std::vector<FoldTask>& tasks) {
+  std::vector<std::int64_t> s, l, a, b;
+  for (const FoldTask& t : tasks) {
+    s.push_back(t.series);
+    l.push_back(t.level);
+    a.push_back(t.from);
+    b.push_back(t.to);
+  }
+  // 10^(9 - scale) at [10 - scale]: scale 9 -> 1, scale 0 -> 10^9; out of range -> NULL.
+  constexpr const char* kRaise =
+      "('{1,10,100,1000,10000,100000,1000000,10000000,100000000,1000000000}'::bigint[])";
+  return fmt::format(
+      "WITH k(s, l, a, b) AS (SELECT * FROM unnest('{0}'::int[], '{1}'::int[], '{2}'::bigint[], "
+      "'{3}'::bigint[])), "
+      "t AS (SELECT k.s, k.l, CASE WHEN k.l = {5} THEN r.bucket - ((r.bucket % {6}) + {6}) % {6} "
+      "ELSE k.a END AS b, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, "
+      "CASE WHEN r.scale BETWEEN 0 AND 9 AND r.scaled_sum BETWEEN -(4611686018427387903 / {4}[10 - r.scale]) "
+      "AND 4611686018427387903 / {4}[10 - r.scale] "
+      "THEN r.scaled_sum * {4}[10 - r.scale] END AS raised "
+      "FROM k CROSS JOIN LATERAL (SELECT * FROM rollups r WHERE r.series_id = k.s AND r.level = 0 "
+      "AND r.bucket >= k.a AND r.bucket < k.b OFFSET 0) r), "
+      "g AS (SELECT s, l, b, sum(count)::bigint AS count, min(min) AS min, max(max) AS max, "
+      "min(first_ts) AS first_ts, max(last_ts) AS last_ts, max(scale) AS scale, "
+      "sum(raised) AS total, count(raised) = count(*) AND max(scale) BETWEEN 0 AND 9 AND "
+      "sum(abs(raised)) / {4}[10 - max(scale)] <= 4611686018427387903 AS ok FROM t GROUP BY s, l, b), "
+      "ins AS (INSERT INTO rollups SELECT s, l, b, count, min, max, first_ts, last_ts, scale, "
+      "(total / {4}[10 - scale])::bigint, 0 FROM g WHERE ok ON CONFLICT (series_id, level, bucket) DO "
+      "UPDATE SET count=excluded.count, min=excluded.min, max=excluded.max, first_ts=excluded.first_ts, "
+      "last_ts=excluded.last_ts, scale=excluded.scale, scaled_sum=excluded.scaled_sum, "
+      "double_sum=excluded.double_sum) "
+      "SELECT s, l, b FROM g WHERE NOT ok",
+      ArrayLiteral(s), ArrayLiteral(l), ArrayLiteral(a), ArrayLiteral(b), kRaise, kLevel1h,
+      kBucket1h);
+}
+
+// A series without a mark (every bucket stored) that gets one: `hour` its new mark, `day` the
+// first local day it leaves to derivation (FirstDerived(kLevel1d, hour)).
+struct Unfold {
+  int series;
+  TimestampMs hour, day;
+};
+
+std::string UnfoldSql(const std::vector<Unfold>& unfolds) {
+  std::vector<std::int64_t> s, h, d;
+  for (const Unfold& u : unfolds) {
+    s.push_back(u.series);
+    h.push_back(u.hour);
+    d.push_back(u.day);
+  }
+  return fmt::format(
+      "DELETE FROM rollups r USING unnest('{0}'::int[], '{1}'::bigint[], '{2}'::bigint[]) AS k(s, h, d) "
+      "WHERE r.series_id = k.s AND ((r.level = {3} AND r.bucket >= k.h) OR (r.level = {4} AND r.bucket >= k.d)); "
+      "INSERT INTO rollup_folds SELECT * FROM unnest('{0}'::int[], '{1}'::bigint[]) "
+      "ON CONFLICT (series_id) DO UPDATE SET fold_ts = excluded.fold_ts",
+      ArrayLiteral(s), ArrayLiteral(h), ArrayLiteral(d), kLevel1h, kLevel1d);
+}
+
+std::string SetFoldMarksSql(const std::vector<std::pair<int, TimestampMs>>& marks) {
+  std::vector<std::int64_t> s, m;
+  for (const auto& [series, mark] : marks) {
+    s.push_back(series);
+    m.push_back(mark);
+  }
+  return fmt::format(
+      "UPDATE rollup_folds f SET fold_ts = k.m FROM unnest('{}'::int[], '{}'::bigint[]) AS k(s, m) "
+      "WHERE f.series_id = k.s",
+      ArrayLiteral(s), ArrayLiteral(m));
+}
+
 // One rollups row in COPY's binary format (the columns of `rollups`, in order).
 void AppendRollupRow(BinaryCopy* out, const RollupKey& k, const RollupAgg& a) {
   out->Row(11);
@@ -181,18 +285,6 @@ BinaryCopy RollupRows(const RollupMap& buckets) {
 constexpr const char* kRollupColumns =
     "bucket, count, min, max, first_ts, last_ts, scale, scaled_sum, double_sum";
 
-RollupAgg ReadAgg(const PgResult& r, int row, int col) {
-  RollupAgg a;
-  a.count = r.Int(row, col);
-  a.min = r.Double(row, col + 1);
-  a.max = r.Double(row, col + 2);
-  a.first_ts = r.Int(row, col + 3);
-  a.last_ts = r.Int(row, col + 4);
-  a.scale = static_cast<int>(r.Int(row, col + 5));
-  a.scaled_sum = r.Int(row, col + 6);
-  a.double_sum = r.Double(row, col + 7);
-  return a;
-}
 
 constexpr const char* kDeviceColumns =
     "id, org_id, site_id, name, serial, decommissioned_at IS NOT NULL, created_at, "
@@ -331,6 +423,11 @@ class PgStore final : public Store {
   void CommitGroup(std::vector<IngestJob>& group);
   Status CommitStaged(const std::vector<IngestJob>& group, std::vector<IngestResult>& results);
   Status MergeRollupsInCpp(Conn* c, RollupMap& add);
+  Status Fold(Conn* c, const std::vector<FoldTask>& tasks,
+              const std::vector<std::pair<int, TimestampMs>>& marks,
+              const std::vector<Unfold>& unfolds = {});
+  Result<TimestampMs> FoldMark(Conn* c, int series);
+  Status FoldBefore(Conn* conn, OrgId org, const TimeZone& zone, TimestampMs to);
   Status FlushRequestLog();
   Status FlushRequestLogOnWriter() {
     return RunOnWriter([this] { return FlushRequestLog(); });
@@ -1063,7 +1160,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       "SELECT id, org_id, decommissioned_at IS NOT NULL FROM devices WHERE id = ANY('{0}'::bigint[]); "
       "SELECT id, time_zone FROM organizations WHERE id = ANY('{1}'::bigint[]); "
       "SELECT org_id, data_class, unit, amount FROM retention_overrides "
-      "WHERE org_id = ANY('{1}'::bigint[]) AND data_class='raw_readings'",
+      "WHERE org_id = ANY('{1}'::bigint[]) AND data_class IN ('raw_readings', 'rollup_5m')",
       ArrayLiteral(device_ids), ArrayLiteral(org_ids))));
   if (meta.size() != 3) return MakeError(ErrorCode::kInternal, "the writer's metadata script gave no result");
   std::unordered_map<DeviceId, DeviceState> devices;
@@ -1074,6 +1171,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   struct OrgState {
     std::optional<DayBucketer> days;
     TimestampMs raw_cutoff = std::numeric_limits<TimestampMs>::min();
+    TimestampMs rollup5m_cutoff = std::numeric_limits<TimestampMs>::min();
   };
   std::unordered_map<OrgId, OrgState> orgs;
   {
@@ -1084,12 +1182,14 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       RetentionPolicy policy;
       for (int k = 0; k < o.Rows(); ++k) {
         if (o.Int(k, 0) == r.Int(i, 0)) {
-          policy.overrides[DataClass::kRawReadings] = PeriodFrom(o.Text(k, 2), static_cast<int>(o.Int(k, 3)));
+          policy.overrides[o.Text(k, 1) == "rollup_5m" ? DataClass::kRollup5m : DataClass::kRawReadings] =
+              PeriodFrom(o.Text(k, 2), static_cast<int>(o.Int(k, 3)));
         }
       }
       OrgState& st = orgs[r.Int(i, 0)];
       st.days.emplace(zone);
       if (auto cut = RetentionCutoff(policy.For(DataClass::kRawReadings), now)) st.raw_cutoff = *cut;
+      if (auto cut = RetentionCutoff(policy.For(DataClass::kRollup5m), now)) st.rollup5m_cutoff = *cut;
     }
   }
 
@@ -1124,9 +1224,14 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       }
       metrics += "}";
       units += "}";
+      // A series created here has no reading yet: no 1h/1d bucket is stored (kFoldNone). The
+      // statement is atomic, so a series never exists without its mark unless it came before
+      // the marks (or from SQLite) with every bucket stored.
       OS_RETURN_IF_ERROR(c->Exec(
-          "INSERT INTO series(device_id, metric, unit) SELECT * FROM unnest($1::bigint[], $2::text[], "
-          "$3::text[]) ON CONFLICT (device_id, metric) DO NOTHING",
+          fmt::format("WITH ins AS (INSERT INTO series(device_id, metric, unit) SELECT * FROM "
+                      "unnest($1::bigint[], $2::text[], $3::text[]) ON CONFLICT (device_id, metric) "
+                      "DO NOTHING RETURNING id) INSERT INTO rollup_folds SELECT id, {} FROM ins",
+                      kFoldNone),
           {ArrayLiteral(new_devices), metrics, units}));
       OS_ASSIGN_OR_RETURN(PgResult got, c->Exec(
           "SELECT s.id, s.device_id, s.metric, s.unit FROM series s JOIN unnest($1::bigint[], $2::text[]) "
@@ -1209,8 +1314,10 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       if (series == nullptr) {  // not created above: should not happen, but be safe
         std::string unit = r.unit.empty() ? std::string(DefaultUnitFor(r.metric).value_or("")) : r.unit;
         OS_RETURN_IF_ERROR(c->Exec(
-            "INSERT INTO series(device_id, metric, unit) VALUES($1,$2,$3) "
-            "ON CONFLICT (device_id, metric) DO NOTHING",
+            fmt::format("WITH ins AS (INSERT INTO series(device_id, metric, unit) VALUES($1,$2,$3) "
+                        "ON CONFLICT (device_id, metric) DO NOTHING RETURNING id) "
+                        "INSERT INTO rollup_folds SELECT id, {} FROM ins",
+                        kFoldNone),
             {P(r.device), P(r.metric), P(unit)}));
         OS_ASSIGN_OR_RETURN(PgResult s, c->Exec(
             "SELECT id, unit FROM series WHERE device_id=$1 AND metric=$2", {P(r.device), P(r.metric)}));
@@ -1265,6 +1372,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   for (int id : series_ids) {
     if (newest_.count(id) == 0) unknown.push_back(id);
   }
+  // Last, the series' fold marks (pg_fold.hpp), which only a holder of the locks moves.
   std::string begin = "BEGIN; " + LockSeriesSql(series_ids);
   if (!unknown.empty()) {
     begin += fmt::format(
@@ -1272,11 +1380,23 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
         "FROM unnest('{}'::int[]) AS k(s)",
         ArrayLiteral(unknown));
   }
+  begin += fmt::format(
+      "; SELECT k.s, f.fold_ts FROM unnest('{}'::int[]) AS k(s) LEFT JOIN rollup_folds f ON "
+      "f.series_id=k.s",
+      ArrayLiteral(std::vector<std::int64_t>(series_ids.begin(), series_ids.end())));
   OS_ASSIGN_OR_RETURN(std::vector<PgResult> begun, c->ExecScript(begin));
+  if (begun.size() < 2) return MakeError(ErrorCode::kInternal, "the writer's lock script gave no result");
   if (!unknown.empty()) {
-    const PgResult& r = begun.back();
+    const PgResult& r = begun[begun.size() - 2];
     for (int i = 0; i < r.Rows(); ++i) {
       newest_[static_cast<int>(r.Int(i, 0))] = r.IsNull(i, 1) ? kNoReading : r.Int(i, 1);
+    }
+  }
+  std::unordered_map<int, TimestampMs> marks;
+  {
+    const PgResult& r = begun.back();
+    for (int i = 0; i < r.Rows(); ++i) {
+      marks[static_cast<int>(r.Int(i, 0))] = r.IsNull(i, 1) ? kFoldAll : r.Int(i, 1);
     }
   }
 
@@ -1354,18 +1474,29 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
   // In (series, ts) order each bucket's rows are one run: aggregate the run, then file it.
   // A bucket that starts after the series' newest stored reading (fast path) holds no stored
   // reading, so it is COPYed as new; the others are merged.
+  // 1h and 1d buckets at or after the series' fold mark are not stored (they are derived from
+  // the 5-minute rows until the series moves past them): their runs are dropped here, and the
+  // buckets the group moves the series past are folded below.
   RollupMap add, fresh_buckets;
   struct Run {
     RollupKey key{-1, 0, 0};
     RollupAgg agg;
     TimestampMs newest = kFarFuture;  // of the run's series, when it went the fast path
+    TimestampMs first_derived = kFarFuture;  // of the run's level
   };
   Run runs[3];
   auto file = [&](Run& run) {
-    if (run.key.series >= 0) (run.key.bucket > run.newest ? fresh_buckets : add).emplace(run.key, run.agg);
+    if (run.key.series < 0 || run.key.bucket >= run.first_derived) return;
+    (run.key.bucket > run.newest ? fresh_buckets : add).emplace(run.key, run.agg);
   };
+  struct Moved {
+    TimestampMs oldest, newest;  // of the rows of the series stored by this group
+  };
+  std::unordered_map<int, Moved> moved;
   int series = -1;
   TimestampMs newest = kFarFuture;
+  TimestampMs first_derived[3] = {kFarFuture, kFarFuture, kFarFuture};
+  Moved* span = nullptr;
   DayBucketer* days = nullptr;  // it caches the last day it computed
   for (std::size_t k : order) {
     if (!stored[k]) continue;
@@ -1374,18 +1505,46 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       series = s.series;
       newest = fast(series) ? newest_.at(series) : kFarFuture;
       days = &*orgs[series_org[series]].days;
+      const TimestampMs mark = marks.count(series) ? marks[series] : kFoldAll;
+      first_derived[kLevel1h] = mark;
+      first_derived[kLevel1d] = mark == kFoldAll || mark == kFoldNone ? mark : days->DayStart(mark);
+      span = &moved.try_emplace(series, Moved{s.ts, s.ts}).first->second;
     }
+    span->newest = s.ts;  // rows are in ts order
     const TimestampMs buckets[3] = {FloorTo(s.ts, kBucket5m), FloorTo(s.ts, kBucket1h), days->DayStart(s.ts)};
     for (int level : {kLevel5m, kLevel1h, kLevel1d}) {
       Run& run = runs[level];
       if (run.key != RollupKey{series, level, buckets[level]}) {
         file(run);
-        run = Run{{series, level, buckets[level]}, {}, newest};
+        run = Run{{series, level, buckets[level]}, {}, newest, first_derived[level]};
       }
       run.agg.Add(s.ts, s.value);
     }
   }
   for (Run& run : runs) file(run);
+  // The series this group moves past their open hour (or day): their marks move to the hour of
+  // their newest row here, and the buckets in between are folded from the 5-minute rows (after
+  // those rows are written, below).
+  std::vector<FoldTask> fold_tasks;
+  std::vector<std::pair<int, TimestampMs>> new_marks;
+  std::vector<Unfold> unfolds;
+  for (const auto& [id, m] : moved) {
+    const TimestampMs mark = marks.count(id) ? marks[id] : kFoldAll;
+    const TimestampMs to = FloorTo(m.newest, kBucket1h);
+    OrgState& org = orgs[series_org[id]];
+    if (mark == kFoldAll) {
+      // Every bucket of this series is stored (it came before the marks, or from SQLite). From
+      // now on its open hour and day are derived too: its 1h/1d rows from the hour of its
+      // newest row here on are dropped and a mark set, provided the 5-minute rows they would
+      // be derived from are all kept (none is past the 5-minute retention).
+      const TimestampMs day = org.days->DayStart(to);
+      if (day >= org.rollup5m_cutoff) unfolds.push_back({id, to, day});
+      continue;
+    }
+    if (to <= mark) continue;
+    AddFoldTasks(&fold_tasks, id, mark, to, m.oldest, &*org.days);
+    new_marks.emplace_back(id, to);
+  }
   if (!fresh_buckets.empty()) {
     Status st = c->CopyIn("SAVEPOINT rollup_new; COPY rollups FROM STDIN WITH (FORMAT binary)",
                           RollupRows(fresh_buckets).Finish());
@@ -1413,6 +1572,7 @@ Status PgStore::CommitStaged(const std::vector<IngestJob>& group, std::vector<In
       OS_RETURN_IF_ERROR(MergeRollupsInCpp(c, add));
     }
   }
+  OS_RETURN_IF_ERROR(Fold(c, fold_tasks, new_marks, unfolds));
   OS_RETURN_IF_ERROR(c->Commit());
   if (options_.metrics != nullptr) {
     options_.metrics->GetCounter("opensense_pg_writer_direct_readings_total",
@@ -1451,7 +1611,7 @@ Status PgStore::MergeRollupsInCpp(Conn* c, RollupMap& add) {
       {ArrayLiteral(ks), ArrayLiteral(kl), ArrayLiteral(kb)}));
   for (int i = 0; i < old.Rows(); ++i) {
     RollupKey k{static_cast<int>(old.Int(i, 0)), static_cast<int>(old.Int(i, 1)), old.Int(i, 2)};
-    RollupAgg stored = ReadAgg(old, i, 3);
+    RollupAgg stored = ReadRollupAgg(old, i, 3);
     stored.Merge(add[k]);
     add[k] = stored;
   }
@@ -1462,6 +1622,52 @@ Status PgStore::MergeRollupsInCpp(Conn* c, RollupMap& add) {
              "first_ts=excluded.first_ts, last_ts=excluded.last_ts, scale=excluded.scale, "
              "scaled_sum=excluded.scaled_sum, double_sum=excluded.double_sum")
       .map([](PgResult&&) {});
+}
+
+// Stores the buckets of `tasks` from the 5-minute rows and sets the fold marks `marks`, in the
+// caller's transaction and under its series locks (pg_fold.hpp).
+Status PgStore::Fold(Conn* c, const std::vector<FoldTask>& tasks,
+                     const std::vector<std::pair<int, TimestampMs>>& marks,
+                     const std::vector<Unfold>& unfolds) {
+  if (tasks.empty() && marks.empty() && unfolds.empty()) return Ok();
+  std::string script = tasks.empty() ? "SELECT 1 WHERE false" : FoldSql(tasks);
+  if (!marks.empty()) script += "; " + SetFoldMarksSql(marks);
+  if (!unfolds.empty()) script += "; " + UnfoldSql(unfolds);
+  OS_ASSIGN_OR_RETURN(std::vector<PgResult> done, c->ExecScript(script));
+  if (done.empty()) return MakeError(ErrorCode::kInternal, "the rollup fold gave no result");
+  const PgResult& left = done.front();
+  if (left.Rows() == 0) return Ok();
+  // Buckets whose sums are not all decimal, or that come near the int64 limits: merged in C++.
+  BinaryCopy rows;
+  std::vector<std::int64_t> ds, dl, db;
+  for (int i = 0; i < left.Rows(); ++i) {
+    const int series = static_cast<int>(left.Int(i, 0)), level = static_cast<int>(left.Int(i, 1));
+    const TimestampMs bucket = left.Int(i, 2);
+    TimestampMs end = bucket + kBucket1h;
+    if (level == kLevel1d) {
+      for (const FoldTask& t : tasks) {
+        if (t.series == series && t.level == level && t.from == bucket) end = t.to;
+      }
+    }
+    OS_ASSIGN_OR_RETURN(auto fives, ReadRollups(c, series, kLevel5m, bucket, end));
+    RollupAgg agg;
+    for (const auto& [b, a] : fives) agg.Merge(a);
+    AppendRollupRow(&rows, {series, level, bucket}, agg);
+    ds.push_back(series);
+    dl.push_back(level);
+    db.push_back(bucket);
+  }
+  OS_RETURN_IF_ERROR(c->Exec(fmt::format(
+      "DELETE FROM rollups WHERE (series_id, level, bucket) IN (SELECT * FROM unnest('{}'::int[], "
+      "'{}'::int[], '{}'::bigint[]))",
+      ArrayLiteral(ds), ArrayLiteral(dl), ArrayLiteral(db))));
+  return c->CopyIn("COPY rollups FROM STDIN WITH (FORMAT binary)", rows.Finish());
+}
+
+// A series' fold mark (kFoldAll when it has none), read under its lock.
+Result<TimestampMs> PgStore::FoldMark(Conn* c, int series) {
+  OS_ASSIGN_OR_RETURN(PgResult r, c->Exec("SELECT fold_ts FROM rollup_folds WHERE series_id=$1", {P(series)}));
+  return r.Rows() == 0 ? kFoldAll : r.Int(0, 0);
 }
 
 // ================================================================================================
@@ -1475,7 +1681,7 @@ Result<std::map<TimestampMs, RollupAgg>> PgStore::ReadRollups(Conn* conn, int se
                   kRollupColumns),
       {P(series), P(level), P(from), P(to)}));
   std::map<TimestampMs, RollupAgg> out;
-  for (int i = 0; i < r.Rows(); ++i) out.emplace_hint(out.end(), r.Int(i, 0), ReadAgg(r, i, 1));
+  for (int i = 0; i < r.Rows(); ++i) out.emplace_hint(out.end(), r.Int(i, 0), ReadRollupAgg(r, i, 1));
   return out;
 }
 
@@ -1489,8 +1695,9 @@ Result<SeriesResult> PgStore::QuerySeries(const SeriesQuery& q) {
 Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
   // The device's organisation, its zone and the series in one round trip.
   OS_ASSIGN_OR_RETURN(PgResult head, conn->Exec(
-      "SELECT d.org_id, o.time_zone, s.id, s.unit FROM devices d JOIN organizations o ON o.id=d.org_id "
-      "LEFT JOIN series s ON s.device_id=d.id AND s.metric=$2 WHERE d.id=$1",
+      "SELECT d.org_id, o.time_zone, s.id, s.unit, f.fold_ts FROM devices d "
+      "JOIN organizations o ON o.id=d.org_id LEFT JOIN series s ON s.device_id=d.id AND s.metric=$2 "
+      "LEFT JOIN rollup_folds f ON f.series_id=s.id WHERE d.id=$1",
       {P(q.device), P(q.metric)}));
   if (head.Rows() == 0 || head.Int(0, 0) != q.org) {
     return MakeError(ErrorCode::kNotFound, fmt::format("no device {}", q.device));
@@ -1516,16 +1723,76 @@ Result<SeriesResult> PgStore::QuerySeriesOn(Conn* conn, const SeriesQuery& q) {
     }
     return out;
   }
+  const int level = LevelOf(out.resolution);
   TimestampMs first_bucket;
+  std::optional<TimeZone> zone;
   if (out.resolution == Resolution::k1d) {
-    OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(head.Text(0, 1)));
-    first_bucket = zone.DayOf(q.from).start;
+    OS_ASSIGN_OR_RETURN(zone, Zone(head.Text(0, 1)));
+    first_bucket = zone->DayOf(q.from).start;
   } else {
     first_bucket = FloorTo(q.from, out.resolution == Resolution::k5m ? kBucket5m : kBucket1h);
   }
-  OS_ASSIGN_OR_RETURN(auto buckets, ReadRollups(conn, sid, LevelOf(out.resolution), first_bucket, q.to));
-  out.points.reserve(buckets.size());
-  for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
+  // 1h and 1d buckets from the fold mark on are not stored: derived from the 5-minute rows
+  // (pg_fold.hpp), read in the same statement. Should the mark have moved on since the head
+  // was read, the 5-minute rows from the old mark on still hold every reading there.
+  const TimestampMs mark = head.IsNull(0, 4) ? kFoldAll : head.Int(0, 4);
+  TimestampMs derived = kFoldAll;
+  if (level != kLevel5m && mark != kFoldAll) {
+    if (!zone) {
+      OS_ASSIGN_OR_RETURN(zone, Zone(head.Text(0, 1)));
+    }
+    derived = std::max(first_bucket, FirstDerived(level, mark, *zone));
+  }
+  if (derived >= q.to && (level == kLevel5m || mark != kFoldAll)) {
+    // Stored rows before the mark stay (a mark only moves forward, and what moves it writes the
+    // rows first, in its transaction), so a mark moved since the head was read changes nothing.
+    OS_ASSIGN_OR_RETURN(auto buckets, ReadRollups(conn, sid, level, first_bucket, q.to));
+    out.points.reserve(buckets.size());
+    for (const auto& [bucket, a] : buckets) out.points.push_back(a.ToPoint(bucket));
+    return out;
+  }
+  if (derived >= q.to) {
+    // A series without a mark, every bucket stored: the writer may give it one meanwhile and
+    // drop its open hour and day to derivation. The rows and the mark come from one snapshot;
+    // if it has a mark now, the query starts again with it (once in a series' life).
+    OS_ASSIGN_OR_RETURN(PgResult r, conn->Exec(
+        fmt::format("SELECT m.fold_ts, r.{} FROM (SELECT (SELECT fold_ts FROM rollup_folds WHERE "
+                    "series_id=$1) AS fold_ts) m LEFT JOIN rollups r ON r.series_id=$1 AND r.level=$2 "
+                    "AND r.bucket>=$3 AND r.bucket<$4 ORDER BY r.bucket",
+                    "bucket, r.count, r.min, r.max, r.first_ts, r.last_ts, r.scale, r.scaled_sum, r.double_sum"),
+        {P(sid), P(level), P(first_bucket), P(q.to)}));
+    if (r.Rows() > 0 && !r.IsNull(0, 0)) return QuerySeriesOn(conn, q);
+    for (int i = 0; i < r.Rows(); ++i) {
+      if (!r.IsNull(i, 1)) out.points.push_back(ReadRollupAgg(r, i, 2).ToPoint(r.Int(i, 1)));
+    }
+    return out;
+  }
+  // The mark as this statement sees it comes last (level -1): if it moved since the head was
+  // read, the query starts again with it (retention may delete the 5-minute rows below a mark
+  // it has just moved).
+  OS_ASSIGN_OR_RETURN(PgResult r, conn->Exec(
+      fmt::format("SELECT level, {0} FROM rollups WHERE series_id=$1 AND level=$2 AND bucket>=$3 AND "
+                  "bucket<$4 UNION ALL SELECT level, {0} FROM rollups WHERE series_id=$1 AND level=0 "
+                  "AND bucket>=$4 AND bucket<$5 UNION ALL SELECT -1::smallint, fold_ts, NULL, NULL, "
+                  "NULL, NULL, NULL, NULL, NULL, NULL FROM rollup_folds WHERE series_id=$1 "
+                  "ORDER BY 1 DESC, 2",
+                  kRollupColumns),
+      {P(sid), P(level), P(first_bucket), P(derived), P(BucketsEnd(level, q.to, *zone))}));
+  if (r.Rows() == 0 || r.Int(r.Rows() - 1, 0) != -1 || r.Int(r.Rows() - 1, 1) != mark) {
+    return QuerySeriesOn(conn, q);
+  }
+  std::map<TimestampMs, RollupAgg> fives;
+  for (int i = 0; i + 1 < r.Rows(); ++i) {
+    if (r.Int(i, 0) == level) {
+      out.points.push_back(ReadRollupAgg(r, i, 2).ToPoint(r.Int(i, 1)));
+    } else {
+      fives.emplace_hint(fives.end(), r.Int(i, 1), ReadRollupAgg(r, i, 2));
+    }
+  }
+  DayBucketer days(*zone);
+  for (const auto& [bucket, a] : Regroup(fives, level, &days)) {
+    if (bucket < q.to) out.points.push_back(a.ToPoint(bucket));
+  }
   return out;
 }
 
@@ -1550,9 +1817,16 @@ Status PgStore::RebuildSeries(Conn* conn, int series, OrgId org, TimestampMs fro
   if (zr.Rows() == 0) return MakeError(ErrorCode::kNotFound, fmt::format("no organisation {}", org));
   OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(zr.Text(0, 0)));
   OS_ASSIGN_OR_RETURN(RetentionPolicy policy, LoadPolicy(conn, org));
-  auto regroup = [](const std::map<TimestampMs, RollupAgg>& fine, auto bucket_of) {
+  // 1h and 1d buckets from the fold mark on are not stored (derived from the 5-minute rows,
+  // pg_fold.hpp): the ranges are cleared and rewritten only before it. The caller holds the lock.
+  OS_ASSIGN_OR_RETURN(TimestampMs mark, FoldMark(conn, series));
+  auto regroup = [&](const std::map<TimestampMs, RollupAgg>& fine, int level, auto bucket_of) {
+    const TimestampMs limit = FirstDerived(level, mark, zone);
     std::map<TimestampMs, RollupAgg> out;
-    for (const auto& [b, agg] : fine) out[bucket_of(b)].Merge(agg);
+    for (const auto& [b, agg] : fine) {
+      TimestampMs bucket = bucket_of(b);
+      if (bucket < limit) out[bucket].Merge(agg);
+    }
     return out;
   };
   if (!days_only) {
@@ -1570,7 +1844,7 @@ Status PgStore::RebuildSeries(Conn* conn, int series, OrgId org, TimestampMs fro
     TimestampMs ha = FloorTo(from, kBucket1h), hb = CeilTo(to, kBucket1h);
     OS_ASSIGN_OR_RETURN(auto fine, ReadRollups(conn, series, kLevel5m, ha, hb));
     OS_RETURN_IF_ERROR(WriteRollups(conn, series, kLevel1h,
-                                    regroup(fine, [](TimestampMs t) { return FloorTo(t, kBucket1h); }),
+                                    regroup(fine, kLevel1h, [](TimestampMs t) { return FloorTo(t, kBucket1h); }),
                                     ha, hb));
   }
   // 1d from 5m (1h cannot serve zones with 30- or 45-minute offsets), only for days whose
@@ -1583,7 +1857,7 @@ Status PgStore::RebuildSeries(Conn* conn, int series, OrgId org, TimestampMs fro
     DayBucketer days(zone);
     OS_ASSIGN_OR_RETURN(auto fine, ReadRollups(conn, series, kLevel5m, da, db));
     OS_RETURN_IF_ERROR(WriteRollups(conn, series, kLevel1d,
-                                    regroup(fine, [&](TimestampMs t) { return days.DayStart(t); }),
+                                    regroup(fine, kLevel1d, [&](TimestampMs t) { return days.DayStart(t); }),
                                     da, db));
   }
   return Ok();
@@ -1696,6 +1970,41 @@ Result<std::int64_t> PgStore::DropOldPartitions(Conn* conn, TimestampMs cutoff) 
   return rows;
 }
 
+// Moves the fold mark of the organisation's series that are behind `to` (hour-aligned) to it,
+// storing their 1h and 1d buckets before it: retention may then delete the 5-minute rows they
+// would have been derived from, and the 1h/1d rows past their own retention (pg_fold.hpp).
+Status PgStore::FoldBefore(Conn* conn, OrgId org, const TimeZone& zone, TimestampMs to) {
+  OS_ASSIGN_OR_RETURN(PgResult behind, conn->Exec(
+      "SELECT f.series_id FROM rollup_folds f JOIN series s ON s.id=f.series_id "
+      "JOIN devices d ON d.id=s.device_id WHERE d.org_id=$1 AND f.fold_ts<$2 AND f.fold_ts<>$3",
+      {P(org), P(to), P(kFoldNone)}));
+  if (behind.Rows() == 0) return Ok();
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < behind.Rows(); ++i) ids.push_back(behind.Int(i, 0));
+  OS_RETURN_IF_ERROR(conn->Begin());
+  auto body = [&]() -> Status {
+    OS_RETURN_IF_ERROR(LockSeries(conn, std::vector<int>(ids.begin(), ids.end())));
+    OS_ASSIGN_OR_RETURN(PgResult now, conn->Exec(
+        fmt::format("SELECT series_id, fold_ts FROM rollup_folds WHERE series_id = ANY('{}'::int[])",
+                    ArrayLiteral(ids))));
+    DayBucketer days(zone);
+    std::vector<FoldTask> tasks;
+    std::vector<std::pair<int, TimestampMs>> marks;
+    for (int i = 0; i < now.Rows(); ++i) {
+      const int id = static_cast<int>(now.Int(i, 0));
+      const TimestampMs mark = now.Int(i, 1);
+      if (mark >= to || mark == kFoldNone) continue;  // moved meanwhile
+      AddFoldTasks(&tasks, id, mark, to, mark, &days);
+      marks.emplace_back(id, to);
+    }
+    OS_RETURN_IF_ERROR(Fold(conn, tasks, marks));
+    return conn->Commit();
+  };
+  Status st = body();
+  if (!st) conn->Rollback();
+  return st;
+}
+
 Result<RetentionReport> PgStore::RunRetention(bool dry_run) {
   RetentionReport report;
   report.dry_run = dry_run;
@@ -1740,6 +2049,19 @@ Result<RetentionReport> PgStore::RunRetention(bool dry_run) {
     entry_of(DataClass::kRawReadings) += dropped;
   }
   for (const Organization& org : orgs) {
+    // Buckets still derived from 5-minute rows that retention is about to delete (or 1h/1d
+    // buckets past their own retention) are stored first. A dry run of a process that may not
+    // write leaves them; they are then not counted.
+    if (!dry_run || options_.writer) {
+      OS_ASSIGN_OR_RETURN(TimeZone zone, Zone(org.time_zone));
+      TimestampMs fold_to = kFoldNone;
+      for (DataClass c : {DataClass::kRollup5m, DataClass::kRollup1h, DataClass::kRollup1d}) {
+        if (auto cut = RetentionCutoff(policies[org.id].For(c), now)) {
+          fold_to = std::max(fold_to, CeilTo(zone.DayOf(*cut).end, kBucket1h));
+        }
+      }
+      if (fold_to != kFoldNone) OS_RETURN_IF_ERROR(FoldBefore(conn.get(), org.id, zone, fold_to));
+    }
     for (DataClass c : kAllDataClasses) {
       if (c == DataClass::kAlertEvents || c == DataClass::kNotificationLogs) {
         continue;  // alert events are kept forever; notification logs arrive with their module

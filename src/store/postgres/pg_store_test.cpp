@@ -352,5 +352,42 @@ TEST_F(PostgresStore, TheNewestReadingHintIsReadAgainAfterARestart) {
   ExpectExactRollups(st.get(), org, dev, "temperature", truth, "after a restart");
 }
 
+// Two writers (two stores on one database, as two processes would be) move the same series past
+// its open hours and across midnight at once, with late readings: the fold marks
+// (pg_fold.hpp) move under the series locks, so every bucket is stored once or derived, never
+// both or neither.
+TEST_F(PostgresStore, TwoWritersMovingOneSeriesPastItsOpenHourAndDayKeepItsRollupsExact) {
+  auto a = Open(), b = Open();
+  auto [org, dev] = NewFridge(a.get());
+  const TimestampMs t0 = kNow - 14 * kMsPerHour;  // 22:00 UTC: midnight two hours later
+  std::map<TimestampMs, double> truth;
+  std::vector<std::future<Result<IngestResult>>> futures;
+  for (int round = 0; round < 30; ++round) {
+    for (int w = 0; w < 2; ++w) {
+      std::vector<Reading> batch;
+      for (int i = 0; i < 8; ++i) {
+        const TimestampMs ts = t0 + ((round * 2 + w) * 8 + i) * 30 * kMsPerSecond;
+        const double v = round * 0.5 + i * 0.25 + w;
+        batch.push_back({dev, "temperature", "", ts, v});
+        truth.emplace(ts, v);
+      }
+      // A late reading into an hour the series has moved past, at a second no other uses.
+      const TimestampMs late = t0 + round * 2 * kMsPerMinute + w * 1000 + 7;
+      batch.push_back({dev, "temperature", "", late, -1.75});
+      truth.emplace(late, -1.75);
+      futures.push_back((w == 0 ? a : b)->Ingest(org, batch));
+    }
+  }
+  for (auto& f : futures) {
+    auto r = f.get();
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->accepted, 9u);
+  }
+  ExpectExactRollups(a.get(), org, dev, "temperature", truth, "read through a");
+  ExpectExactRollups(b.get(), org, dev, "temperature", truth, "read through b");
+  ASSERT_TRUE(a->RebuildRollups(org, dev, t0 - kMsPerDay, kNow + kMsPerDay));
+  ExpectExactRollups(b.get(), org, dev, "temperature", truth, "rebuilt");
+}
+
 }  // namespace
 }  // namespace opensense::store
