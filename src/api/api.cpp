@@ -385,6 +385,9 @@ struct Api::Impl : internal::ApiContext {
   std::unordered_map<OrgId, std::pair<Tier, TimestampMs>> tiers;
   // Chart answers (GET .../series) while the store says the device's data stands.
   ChartCache chart_cache{options.chart_cache_bytes};
+  Counter* chart_hits = nullptr;    // looked up once, not per request
+  Counter* chart_misses = nullptr;
+  Gauge* chart_bytes = nullptr;
 
   std::optional<Tier> TierOf(OrgId org) {
     const TimestampMs now = clock->NowMs();
@@ -409,6 +412,10 @@ struct Api::Impl : internal::ApiContext {
         mqtt_hooks(s, t, m, c, o.mqtt_hooks),
         people_service(std::make_unique<people::PeopleService>(s, t, o.mail, c, o.login)) {
     people = people_service.get();
+    chart_hits = &metrics->GetCounter("opensense_api_chart_cache_hits_total", "Chart answers served from the chart cache.");
+    chart_misses = &metrics->GetCounter("opensense_api_chart_cache_misses_total",
+                                        "Chart answers computed (not in the chart cache).");
+    chart_bytes = &metrics->GetGauge("opensense_api_chart_cache_bytes", "Memory held by the chart cache.");
     events = o.events;
     if (events == nullptr) {
       own_events = std::make_unique<EventHub>();
@@ -742,33 +749,53 @@ struct Api::Impl : internal::ApiContext {
     return Response::Json(200, json({{"device", dev->id}, {"token", token->token}}).dump());
   }
 
-  // {"device", "metrics": [{"metric", "unit", "t", "v"}], "last_seen"} of one device.
-  Result<json> LatestJson(OrgId org, DeviceId device) {
-    auto latest = store->Latest(org, device);
-    if (!latest) return tl::unexpected(latest.error());
-    return LatestJsonOf(device, *latest);
-  }
-
-  static json LatestJsonOf(DeviceId device, const std::vector<store::LatestValue>& latest) {
-    json metrics_json = json::array();
+  // {"device", "metrics": [{"metric", "unit", "t", "v"}], "last_seen"[, "name"]} of one device,
+  // appended to `out` (the one writer of this shape, for one device and for all).
+  static void AppendLatest(std::string& out, DeviceId device, const std::vector<store::LatestValue>& latest,
+                           const std::string* name) {
+    out += R"({"device":)";
+    AppendInt(out, device);
+    out += R"(,"metrics":[)";
     TimestampMs last_seen = 0;
-    for (const auto& l : latest) {
-      metrics_json.push_back({{"metric", l.metric}, {"unit", l.unit}, {"t", l.ts}, {"v", l.value}});
+    for (std::size_t i = 0; i < latest.size(); ++i) {
+      const auto& l = latest[i];
+      if (i > 0) out.push_back(',');
+      out += R"({"metric":)";
+      out += json(l.metric).dump();
+      out += R"(,"unit":)";
+      out += json(l.unit).dump();
+      out += R"(,"t":)";
+      AppendInt(out, l.ts);
+      out += R"(,"v":)";
+      AppendNumber(out, l.value);
+      out.push_back('}');
       last_seen = std::max(last_seen, l.ts);
     }
-    json j = {{"device", device}, {"metrics", metrics_json}};
-    j["last_seen"] = last_seen > 0 ? json(last_seen) : json(nullptr);
-    return j;
+    out += R"(],"last_seen":)";
+    if (last_seen > 0) {
+      AppendInt(out, last_seen);
+    } else {
+      out += "null";
+    }
+    if (name != nullptr) {
+      out += R"(,"name":)";
+      out += json(*name).dump();
+    }
+    out.push_back('}');
   }
 
   Response Latest(Request& req, const auth::Principal& p) {
     auto dev = DeviceParam(req, p);
     if (!dev) return FromError(dev.error());
-    auto j = LatestJson(p.org, dev->id);
-    return j ? Response::Json(200, j->dump()) : FromError(j.error());
+    auto latest = store->Latest(p.org, dev->id);
+    if (!latest) return FromError(latest.error());
+    std::string out;
+    AppendLatest(out, dev->id, *latest, nullptr);
+    return Response::Json(200, std::move(out));
   }
 
-  // The latest values of every device of the caller's organisation (decommissioned ones too).
+  // The latest values of every device of the caller's organisation (decommissioned ones too):
+  // one store read for the organisation, the answer written in place.
   Response LatestAll(const auth::Principal& p) {
     auto list = store->ListDevices(p.org);
     if (!list) return FromError(list.error());
@@ -776,42 +803,14 @@ struct Api::Impl : internal::ApiContext {
     if (!latest) return FromError(latest.error());
     std::unordered_map<DeviceId, const std::vector<store::LatestValue>*> by_device;
     for (const auto& l : *latest) by_device.emplace(l.device, &l.values);
-    // The same fields as LatestJsonOf plus "name", written in place (one string, no JSON tree).
+    static const std::vector<store::LatestValue> kNone;
     std::string out = R"({"devices":[)";
     out.reserve(out.size() + list->size() * 160);
     for (std::size_t i = 0; i < list->size(); ++i) {
       const Device& d = (*list)[i];
       if (i > 0) out.push_back(',');
-      out += R"({"device":)";
-      AppendInt(out, d.id);
-      out += R"(,"metrics":[)";
-      TimestampMs last_seen = 0;
-      if (auto it = by_device.find(d.id); it != by_device.end()) {
-        bool first = true;
-        for (const auto& l : *it->second) {
-          if (!first) out.push_back(',');
-          first = false;
-          out += R"({"metric":)";
-          out += json(l.metric).dump();
-          out += R"(,"unit":)";
-          out += json(l.unit).dump();
-          out += R"(,"t":)";
-          AppendInt(out, l.ts);
-          out += R"(,"v":)";
-          AppendNumber(out, l.value);
-          out.push_back('}');
-          last_seen = std::max(last_seen, l.ts);
-        }
-      }
-      out += R"(],"last_seen":)";
-      if (last_seen > 0) {
-        AppendInt(out, last_seen);
-      } else {
-        out += "null";
-      }
-      out += R"(,"name":)";
-      out += json(d.name).dump();
-      out.push_back('}');
+      auto it = by_device.find(d.id);
+      AppendLatest(out, d.id, it == by_device.end() ? kNone : *it->second, &d.name);
     }
     out += "]}";
     return Response::Json(200, std::move(out));
@@ -893,10 +892,10 @@ struct Api::Impl : internal::ApiContext {
     if (version) {
       key = ChartCache::KeyOf(q->org, q->device, q->metric, q->from, q->to, q->resolution);
       if (auto hit = chart_cache.Find(key, *version)) {
-        metrics->GetCounter("opensense_api_chart_cache_hits_total", "Chart answers served from the chart cache.").Inc();
+        chart_hits->Inc();
         return Response::Json(200, std::string(*hit));
       }
-      metrics->GetCounter("opensense_api_chart_cache_misses_total", "Chart answers computed (not in the chart cache).").Inc();
+      chart_misses->Inc();
     }
     auto result = store->QuerySeries(*q);
     if (!result) return FromError(result.error());
@@ -926,8 +925,7 @@ struct Api::Impl : internal::ApiContext {
     if (version) {
       auto body = std::make_shared<const std::string>(std::move(out));
       chart_cache.Put(key, *version, body);
-      metrics->GetGauge("opensense_api_chart_cache_bytes", "Memory held by the chart cache.")
-          .Set(static_cast<double>(chart_cache.bytes()));
+      chart_bytes->Set(static_cast<double>(chart_cache.bytes()));
       return Response::Json(200, std::string(*body));
     }
     return Response::Json(200, std::move(out));
